@@ -26,6 +26,13 @@ export class MemoryStorage implements LogStorage {
   /** ents[0] is a dummy entry holding the snapshot's index and term. */
   private ents: Entry[] = [{ term: 0, index: 0, type: 0, data: new Uint8Array(0) }];
 
+  /** A storage whose initial membership is `cs` (tests and tools; real clusters use RawNode.bootstrap). */
+  static withConfState(cs: ConfState): MemoryStorage {
+    const s = new MemoryStorage();
+    s.snap = { metadata: { index: 0, term: 0, confState: cloneConfState(cs) }, data: new Uint8Array(0) };
+    return s;
+  }
+
   initialState(): { hardState: HardState; confState: ConfState } {
     return { hardState: { ...this.hardState }, confState: cloneConfState(this.snap.metadata.confState) };
   }
