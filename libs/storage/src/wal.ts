@@ -456,7 +456,12 @@ export class Wal {
         snapTerm: 0,
         entries: [],
       });
-      await wal.initSegment(seg);
+      try {
+        await wal.initSegment(seg);
+      } catch (err) {
+        await file.close().catch(() => {});
+        throw err;
+      }
       logger.info(`wal: created ${dir}`);
       return { wal, recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [] } };
     }
@@ -467,76 +472,7 @@ export class Wal {
       }
     }
 
-    // Replay every record in order.
-    let hardState = emptyHardState();
-    let ents: Entry[] = []; // contiguous
-    let snapIndex = 0;
-    let snapTerm = 0;
-    let validEnd = 0;
-    let torn: { offset: number; reason: string; size: number } | undefined;
-    for (let s = 0; s < segments.length; s++) {
-      const seg = segments[s];
-      const isLast = s === segments.length - 1;
-      const buf = await fops.readFile(seg.path);
-      let off = 0;
-      while (off < buf.length) {
-        const r = decodeRecord(buf, off);
-        if (!r.ok) {
-          if (r.fatal || !isLast) throw new StorageCorruptionError(seg.path, off, r.reason);
-          // In the last segment a bad record is a torn write unless something written after it had been
-          // synced (its synced offset is past this record), which proves the record was durable once.
-          const later = findRecordSyncedPast(buf, off);
-          if (later !== undefined) {
-            throw new StorageCorruptionError(
-              seg.path,
-              off,
-              `${r.reason}; the intact record at offset ${later} was written after this one was made durable`,
-            );
-          }
-          torn = { offset: off, reason: r.reason, size: buf.length };
-          break;
-        }
-        const rec = r.record;
-        if ((off === 0) !== (rec.type === RecordType.SegmentHeader)) {
-          throw new StorageCorruptionError(seg.path, off, off === 0 ? 'segment does not start with a header' : 'segment header in the middle of a segment');
-        }
-        switch (rec.type) {
-          case RecordType.SegmentHeader:
-            if (rec.seq !== seg.seq) throw new StorageCorruptionError(seg.path, off, `header names seq ${rec.seq}, file name ${seg.seq}`);
-            hardState = rec.hardState;
-            if (rec.snapIndex > snapIndex) {
-              snapIndex = rec.snapIndex;
-              snapTerm = rec.snapTerm;
-            }
-            break;
-          case RecordType.HardState:
-            hardState = rec.hardState;
-            break;
-          case RecordType.SnapshotMarker:
-            if (rec.index > snapIndex) {
-              snapIndex = rec.index;
-              snapTerm = rec.term;
-            }
-            if (rec.resetLog) ents = [];
-            break;
-          case RecordType.Entry: {
-            const e = rec.entry;
-            seg.maxIndex = Math.max(seg.maxIndex, e.index);
-            if (ents.length === 0 || e.index < ents[0].index) {
-              ents = [e];
-            } else {
-              const last = ents[0].index + ents.length - 1;
-              if (e.index > last + 1) throw new StorageCorruptionError(seg.path, off, `entry ${e.index} leaves a gap after ${last}`);
-              ents.length = e.index - ents[0].index;
-              ents.push(e);
-            }
-            break;
-          }
-        }
-        off = r.next;
-      }
-      if (isLast) validEnd = off;
-    }
+    const { hardState, ents, snapIndex, snapTerm, validEnd, torn } = await replay(segments, fops);
 
     // The snapshot: the newest one the WAL's markers name. Its file was durable before the marker was written.
     let snapshot: Snapshot | undefined;
@@ -560,6 +496,46 @@ export class Wal {
     // Repairs, now that nothing can throw for corruption any more.
     const last = segments[segments.length - 1];
     const file = await fops.openWrite(last.path);
+    try {
+      return await Wal.finishRecovery(dir, fops, logger, segmentBytes, segments, file, {
+        torn,
+        validEnd,
+        snapFiles,
+        tmpFiles,
+        hardState,
+        snapIndex,
+        snapTerm,
+        snapshot,
+        entries,
+      });
+    } catch (err) {
+      await file.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  private static async finishRecovery(
+    dir: string,
+    fops: FileOps,
+    logger: StorageLogger,
+    segmentBytes: number,
+    segments: Segment[],
+    file: WritableFile,
+    r: {
+      torn: { offset: number; reason: string; size: number } | undefined;
+      validEnd: number;
+      snapFiles: Array<{ name: string; term: number; index: number }>;
+      tmpFiles: string[];
+      hardState: HardState;
+      snapIndex: number;
+      snapTerm: number;
+      snapshot: Snapshot | undefined;
+      entries: Entry[];
+    },
+  ): Promise<{ wal: Wal; recovered: RecoveredState }> {
+    const { torn, validEnd, snapFiles, tmpFiles, hardState, snapIndex, snapTerm, snapshot, entries } = r;
+    const snapDir = join(dir, 'snap');
+    const last = segments[segments.length - 1];
     if (torn) {
       logger.warn(
         `wal: torn tail in ${last.path} at offset ${torn.offset} (${torn.reason}); truncating ${torn.size - torn.offset} bytes`,
@@ -598,6 +574,95 @@ export class Wal {
     );
     return { wal, recovered: { hardState: { ...hardState }, snapshot, entries } };
   }
+}
+
+interface Replayed {
+  hardState: HardState;
+  /** Every entry the log holds, contiguous (it may start at or before the snapshot). */
+  ents: Entry[];
+  /** The newest snapshot the WAL names (0 when none). */
+  snapIndex: number;
+  snapTerm: number;
+  /** Where the intact records of the last segment end. */
+  validEnd: number;
+  torn: { offset: number; reason: string; size: number } | undefined;
+}
+
+/**
+ * Replays every record of every segment in order (also filling in each segment's maxIndex). A bad record
+ * throws StorageCorruptionError, except at the tail of the last segment where a crash explains it.
+ */
+async function replay(segments: Segment[], fops: FileOps): Promise<Replayed> {
+  let hardState = emptyHardState();
+  let ents: Entry[] = []; // contiguous
+  let snapIndex = 0;
+  let snapTerm = 0;
+  let validEnd = 0;
+  let torn: { offset: number; reason: string; size: number } | undefined;
+  for (let s = 0; s < segments.length; s++) {
+    const seg = segments[s];
+    const isLast = s === segments.length - 1;
+    const buf = await fops.readFile(seg.path);
+    let off = 0;
+    while (off < buf.length) {
+      const r = decodeRecord(buf, off);
+      if (!r.ok) {
+        if (r.fatal || !isLast) throw new StorageCorruptionError(seg.path, off, r.reason);
+        // In the last segment a bad record is a torn write unless something written after it had been
+        // synced (its synced offset is past this record), which proves the record was durable once.
+        const later = findRecordSyncedPast(buf, off);
+        if (later !== undefined) {
+          throw new StorageCorruptionError(
+            seg.path,
+            off,
+            `${r.reason}; the intact record at offset ${later} was written after this one was made durable`,
+          );
+        }
+        torn = { offset: off, reason: r.reason, size: buf.length };
+        break;
+      }
+      const rec = r.record;
+      if ((off === 0) !== (rec.type === RecordType.SegmentHeader)) {
+        throw new StorageCorruptionError(seg.path, off, off === 0 ? 'segment does not start with a header' : 'segment header in the middle of a segment');
+      }
+      switch (rec.type) {
+        case RecordType.SegmentHeader:
+          if (rec.seq !== seg.seq) throw new StorageCorruptionError(seg.path, off, `header names seq ${rec.seq}, file name ${seg.seq}`);
+          hardState = rec.hardState;
+          if (rec.snapIndex > snapIndex) {
+            snapIndex = rec.snapIndex;
+            snapTerm = rec.snapTerm;
+          }
+          break;
+        case RecordType.HardState:
+          hardState = rec.hardState;
+          break;
+        case RecordType.SnapshotMarker:
+          if (rec.index > snapIndex) {
+            snapIndex = rec.index;
+            snapTerm = rec.term;
+          }
+          if (rec.resetLog) ents = [];
+          break;
+        case RecordType.Entry: {
+          const e = rec.entry;
+          seg.maxIndex = Math.max(seg.maxIndex, e.index);
+          if (ents.length === 0 || e.index < ents[0].index) {
+            ents = [e];
+          } else {
+            const last = ents[0].index + ents.length - 1;
+            if (e.index > last + 1) throw new StorageCorruptionError(seg.path, off, `entry ${e.index} leaves a gap after ${last}`);
+            ents.length = e.index - ents[0].index;
+            ents.push(e);
+          }
+          break;
+        }
+      }
+      off = r.next;
+    }
+    if (isLast) validEnd = off;
+  }
+  return { hardState, ents, snapIndex, snapTerm, validEnd, torn };
 }
 
 /** Builds the MemoryStorage the Raft core reads, from what recovery returned. */
