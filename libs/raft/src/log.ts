@@ -63,6 +63,10 @@ export class Unstable {
       this.offset = after;
       this.entries = ents.slice();
     } else {
+      invariant(
+        after <= this.offset + this.entries.length,
+        `append at ${after} would leave a gap after unstable tail [${this.offset}, ${this.offset + this.entries.length})`,
+      );
       this.entries = this.entries.slice(0, after - this.offset).concat(ents);
     }
   }
@@ -119,6 +123,7 @@ export class RaftLog {
     if (ents.length === 0) return this.lastIndex();
     const after = ents[0].index - 1;
     invariant(after >= this.committed, `after(${after}) is out of range [committed(${this.committed})]`);
+    invariant(after <= this.lastIndex(), `append at ${after + 1} would leave a gap after last index ${this.lastIndex()}`);
     this.unstable.truncateAndAppend(ents);
     return this.lastIndex();
   }
@@ -216,7 +221,8 @@ export class RaftLog {
   }
 
   /**
-   * Term of entry i: 0 when i is out of the log's range; throws CompactedError when i was compacted away.
+   * Term of entry i: 0 when i is beyond the last index or before the first index − 1 (compacted away, as
+   * etcd's zero-term convention); throws CompactedError only if storage reports compaction concurrently.
    */
   term(i: number): number {
     const dummyIndex = this.firstIndex() - 1;
@@ -255,6 +261,7 @@ export class RaftLog {
   }
 
   matchTerm(i: number, term: number): boolean {
+    if (i > this.lastIndex()) return false; // an entry we do not have never matches, whatever the term
     try {
       return this.term(i) === term;
     } catch (e) {
