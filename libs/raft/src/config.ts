@@ -78,6 +78,13 @@ export function resolveConfig(c: Config): ResolvedConfig {
   const maxSizePerMsg = c.maxSizePerMsg ?? 1024 * 1024;
   const maxInflightMsgs = c.maxInflightMsgs ?? 256;
   invariant(maxInflightMsgs > 0, 'max inflight messages must be greater than 0');
+  const checkQuorum = c.checkQuorum ?? true;
+  const readOnlyOption = c.readOnlyOption ?? ReadOnlyOption.Safe;
+  // A lease is only sound if a leader that lost its quorum steps down (etcd's Config.validate).
+  invariant(
+    readOnlyOption !== ReadOnlyOption.LeaseBased || checkQuorum,
+    'CheckQuorum must be enabled when readOnlyOption is LeaseBased',
+  );
   return {
     id: c.id,
     electionTick: c.electionTick,
@@ -89,9 +96,9 @@ export function resolveConfig(c: Config): ResolvedConfig {
     maxCommittedSizePerReady: c.maxCommittedSizePerReady ?? maxSizePerMsg * 4,
     maxInflightMsgs,
     maxUncommittedEntriesSize: c.maxUncommittedEntriesSize ?? 0,
-    checkQuorum: c.checkQuorum ?? true,
+    checkQuorum,
     preVote: c.preVote ?? true,
-    readOnlyOption: c.readOnlyOption ?? ReadOnlyOption.Safe,
+    readOnlyOption,
     random: c.random,
     logger: c.logger,
     plantedBugs: c.plantedBugs ?? {},

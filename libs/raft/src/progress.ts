@@ -41,6 +41,11 @@ export class Inflights {
     }
   }
 
+  /** Free the oldest inflight message (a heartbeat response proved the follower alive while the window is full). */
+  freeFirstOne(): void {
+    if (this.count > 0) this.freeLE(this.buf[this.head]);
+  }
+
   full(): boolean {
     return this.count >= this.size;
   }

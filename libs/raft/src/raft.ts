@@ -156,7 +156,9 @@ export class Raft {
   // ---------------------------------------------------------------------------------------------- sending
 
   private send(m: Message): void {
-    m.from = this.id;
+    // A forwarded message (a proposal, a read, a transfer request) keeps its originator, as in etcd: a
+    // TransferLeader's `from` is the transferee, which must survive forwarding from a follower to the leader.
+    if (m.from === NONE) m.from = this.id;
     if (
       m.type === MessageType.Vote ||
       m.type === MessageType.VoteResp ||
@@ -335,11 +337,13 @@ export class Raft {
     this.state = StateType.Leader;
     // The leader's own progress is always replicating: it writes its own entries.
     this.trk.progress.get(this.id)?.becomeReplicate();
-    // No conf change may be proposed until this leader has applied everything up to its no-op: this is the
-    // "no-op before config" rule that makes single-server changes safe across leader changes.
-    this.pendingConfIndex = this.raftLog.lastIndex();
     const ok = this.appendEntry([{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }]);
     invariant(ok, 'empty entry was dropped');
+    // No conf change may be proposed until this leader has applied its no-op (and so everything before it):
+    // the "no-op before config" rule that makes single-server changes safe across leader changes. (etcd sets
+    // this to the last index *before* the no-op, which lets a leader whose earlier entries are all applied
+    // propose a change before it has committed anything in its own term.)
+    this.pendingConfIndex = this.raftLog.lastIndex();
     this.uncommittedSize = 0; // the no-op does not count against the uncommitted budget
     this.info(`became leader at term ${this.term}`);
   }
@@ -612,6 +616,9 @@ export class Raft {
       case MessageType.HeartbeatResp: {
         pr.recentActive = true;
         pr.msgAppFlowPaused = false;
+        // Free one slot of a full window, so that a follower whose in-flight appends were all lost is probed
+        // again (its rejection sends it back to Probe); otherwise replication to it would stall for good.
+        if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
         if (pr.match < this.raftLog.lastIndex()) this.sendAppend(m.from);
         if (this.readOnly.option !== ReadOnlyOption.Safe || !m.context || m.context.length === 0) return;
         const acks = this.readOnly.recvAck(m.from, m.context);
