@@ -372,6 +372,9 @@ export class Raft {
       if (this.checkQuorum) this.step(msg({ type: MessageType.CheckQuorum, from: this.id }));
       // A transfer that did not finish within an election timeout is abandoned.
       if (this.state === StateType.Leader && this.leadTransferee !== NONE) this.abortLeaderTransfer();
+      // A leader removed from the voters keeps trying to hand over until someone takes over.
+      const self = this.trk.progress.get(this.id);
+      if (this.state === StateType.Leader && (!self || self.isLearner)) this.handOffLeadership();
     }
     if (this.state !== StateType.Leader) return;
     if (this.heartbeatElapsed >= this.heartbeatTimeout) {
@@ -977,13 +980,39 @@ export class Raft {
     return this.switchToConfig();
   }
 
+  /** A leader that is no longer a voter transfers leadership to the remaining voter with the highest match. */
+  private handOffLeadership(): void {
+    if (this.leadTransferee !== NONE && this.trk.voters.has(this.leadTransferee)) return;
+    let best: NodeId = NONE;
+    let bestMatch = -1;
+    for (const id of [...this.trk.voters].sort((a, b) => a - b)) {
+      const pr = this.trk.progress.get(id)!;
+      if (id !== this.id && pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    if (best === NONE) return;
+    this.info(`no longer a voter: handing leadership to ${best} (match ${bestMatch})`);
+    this.electionElapsed = 0;
+    this.leadTransferee = best;
+    if (bestMatch === this.raftLog.lastIndex()) this.sendTimeoutNow(best);
+    else this.sendAppend(best);
+  }
+
   private switchToConfig(): ConfState {
     const cs = this.trk.confState();
     const self = this.trk.progress.get(this.id);
     this.isLearner = self?.isLearner ?? false;
     if ((!self || self.isLearner) && this.state === StateType.Leader) {
-      // A leader removed or demoted steps down (etcd's StepDownOnRemoval); the rest elect a new leader.
-      this.becomeFollower(this.term, NONE);
+      // A leader removed or demoted no longer counts toward quorums but keeps leading until it has handed
+      // over (Raft thesis §4.2.2). Stepping down at once (etcd's StepDownOnRemoval) can deadlock: if the
+      // remaining voters have not yet learned that the removal committed, they still need this node's vote,
+      // which it refuses when its log is longer (simulator seeds 198 and 414). So: commit what the new quorum
+      // allows, tell everyone, and transfer leadership to the most up-to-date remaining voter.
+      this.maybeCommit();
+      this.bcastAppend();
+      this.handOffLeadership();
       return cs;
     }
     if (this.state !== StateType.Leader || cs.voters.length === 0) return cs;

@@ -114,7 +114,11 @@ export class MemoryStorage implements LogStorage {
     if (first > entries[0].index) entries = entries.slice(first - entries[0].index);
     const offset = entries[0].index - this.offset();
     invariant(offset <= this.ents.length, `missing log entry [last: ${this.lastIndex()}, append at: ${entries[0].index}]`);
-    this.ents = this.ents.slice(0, offset).concat(entries);
+    if (offset === this.ents.length) {
+      for (const e of entries) this.ents.push(e); // the common case: extend in place, no copy of the log
+    } else {
+      this.ents = this.ents.slice(0, offset).concat(entries);
+    }
   }
 }
 

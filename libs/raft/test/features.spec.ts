@@ -430,7 +430,7 @@ describe('Leadership transfer (thesis §3.10)', () => {
   });
 
   test('§3.10 a transfer that does not complete within an election timeout is aborted and the leader takes proposals again (etcd TestLeaderTransferTimeout)', () => {
-    const nt = new Network(3);
+    const nt = new Network(3, { checkQuorum: true, preVote: true });
     nt.send(hup(1));
     const n1 = peer(nt, 1);
     nt.isolate(3);
@@ -824,7 +824,7 @@ describe('Membership changes (thesis §4.1–§4.2)', () => {
   });
 
   test('§4.1 only one configuration change may be pending: a second is refused with ProposalDroppedError until the first is applied', () => {
-    const nt = new Network(3);
+    const nt = new Network(3, { checkQuorum: true, preVote: true });
     nt.send(hup(1));
     const n1 = peer(nt, 1);
     nt.isolate(3); // node 3 is down; 1 and 2 keep committing
@@ -860,20 +860,42 @@ describe('Membership changes (thesis §4.1–§4.2)', () => {
     expect(() => n2.step(ccProp(2, { type: ConfChangeType.RemoveNode, nodeId: 1 }))).not.toThrow();
   });
 
-  test('§4.2.2 a leader removed from the configuration steps down once the removal is applied; the others elect a new leader', () => {
-    const nt = new Network(3);
+  test('§4.2.2 a leader removed from the configuration hands leadership to a remaining voter; it never leads again', () => {
+    const nt = new Network(3, { checkQuorum: true, preVote: true });
     nt.send(hup(1));
     const n1 = peer(nt, 1);
     nt.send(ccProp(1, { type: ConfChangeType.RemoveNode, nodeId: 1 }));
-    expect([n1.state, n1.promotable()]).toEqual([StateType.Follower, false]);
+    // The removal is applied; node 1 transferred leadership (TimeoutNow) to the most up-to-date voter, which
+    // won among the remaining voters {2, 3}.
+    expect(n1.promotable()).toBe(false);
     expect(peer(nt, 2).trk.confState().voters).toEqual([2, 3]);
-    expect(() => n1.step(propMsg(1, 1))).toThrow(ProposalDroppedError); // no leader known
-    nt.isolate(1);
-    nt.tick(2, peer(nt, 2).maxElectionTimeout);
     const leader = [2, 3].find((id) => peer(nt, id).state === StateType.Leader);
     expect(leader).toBeDefined();
+    // Node 1's next heartbeat is answered with the higher term: it steps down and never campaigns again.
+    nt.tick(1, n1.heartbeatTimeout);
+    expect(n1.state).toBe(StateType.Follower);
+    nt.tick(1, 3 * n1.maxElectionTimeout);
+    expect([n1.state, peer(nt, leader!).state]).toEqual([StateType.Follower, StateType.Leader]);
     nt.send(propMsg(leader!, leader!, 'after'));
     expect(peer(nt, 2).raftLog.committed).toBe(peer(nt, 3).raftLog.committed);
+    expect(peer(nt, 2).raftLog.committed).toBeGreaterThan(3);
+  });
+
+  test('§4.2.2 a removed leader keeps leading (without counting itself) until a remaining voter can take over', () => {
+    const nt = new Network(3, { checkQuorum: true, preVote: true });
+    nt.send(hup(1));
+    const n1 = peer(nt, 1);
+    nt.isolate(3);
+    nt.ignore(MessageType.TimeoutNow); // the hand-over message is lost
+    nt.send(ccProp(1, { type: ConfChangeType.RemoveNode, nodeId: 1 }));
+    expect(n1.state).toBe(StateType.Leader);
+    expect(n1.leadTransferee).toBe(2);
+    expect(() => n1.step(propMsg(1, 1))).toThrow(ProposalDroppedError); // it takes no new proposals
+    nt.recover();
+    // After an election timeout the transfer is retried, and this time it goes through.
+    nt.tick(1, n1.electionTimeout + n1.heartbeatTimeout);
+    expect(n1.state).toBe(StateType.Follower);
+    expect([2, 3].some((id) => peer(nt, id).state === StateType.Leader)).toBe(true);
   });
 
   test('§4.1 removing (or demoting) the last voter is refused', () => {

@@ -54,6 +54,25 @@ export interface CheckedNode {
   isRunning(): boolean;
 }
 
+/** What a node has told others since it started: all of it must survive a crash. */
+export interface Promises {
+  /** Highest term in the messages it sent (pre-vote traffic excluded: it carries a future term). */
+  sentTerm: number;
+  /** The last vote it granted. */
+  grantedVote: { term: number; to: NodeId } | undefined;
+  /** The highest entry it acknowledged to a leader. */
+  acked: { index: number; term: number } | undefined;
+}
+
+export function noPromises(): Promises {
+  return { sentTerm: 0, grantedVote: undefined, acked: undefined };
+}
+
+function memoryTerm(s: MemoryStorage, i: number): number | undefined {
+  if (i < s.firstIndex() - 1 || i > s.lastIndex()) return undefined;
+  return s.term(i);
+}
+
 export function entryKey(e: Entry): string {
   return `${e.term}:${e.type}:${bytesToString(e.data)}`;
 }
@@ -300,6 +319,36 @@ export class SafetyChecker {
   }
 
   // ---- Durable state -------------------------------------------------------------------------------------------
+
+  /**
+   * A node lost power. Everything it told others must have been durable (Raft Figure 2: persistent state is
+   * updated on stable storage before responding): the term of its messages, a vote it granted, and entries it
+   * acknowledged (unless a later leader legitimately truncated them from its log since).
+   */
+  onCrash(node: CheckedNode, p: Promises, durable: HardState, durableTerm: (i: number) => number | undefined): void {
+    if (p.sentTerm > durable.term) {
+      this.fail('durable-state', `node ${node.id} crashed having sent messages of term ${p.sentTerm}, but its disk holds term ${durable.term}`);
+    }
+    const v = p.grantedVote;
+    if (v && (v.term > durable.term || (v.term === durable.term && durable.vote !== v.to))) {
+      this.fail(
+        'durable-state',
+        `node ${node.id} crashed having granted its vote to ${v.to} in term ${v.term}, but its disk holds ` +
+          `(term ${durable.term}, vote ${durable.vote})`,
+      );
+    }
+    const a = p.acked;
+    if (a && memoryTerm(node.storage, a.index) === a.term) {
+      const t = durableTerm(a.index);
+      if (t !== undefined && t !== a.term) {
+        this.fail(
+          'durable-state',
+          `node ${node.id} crashed having acknowledged entry ${a.index} (term ${a.term}), but its disk ` +
+            (t === 0 ? `ends before it` : `holds term ${t} there`),
+        );
+      }
+    }
+  }
 
   /** The durable hard state of a node changed (an fsync, or a restart reading the disk back). */
   checkHardStateProgress(node: NodeId, before: HardState, after: HardState, when: string): void {

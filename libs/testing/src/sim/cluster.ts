@@ -25,7 +25,7 @@ import {
   isEmptySnapshot,
 } from '@app/raft';
 import { AppState } from './app.js';
-import { SafetyChecker, CheckedNode } from './checkers.js';
+import { CheckedNode, Promises, SafetyChecker, noPromises } from './checkers.js';
 import { SimDisk } from './disk.js';
 import { EngineFactory } from './engine-factory.js';
 import { InFlight, NetworkProfile, RELIABLE_NETWORK, SimNetwork } from './network.js';
@@ -56,6 +56,8 @@ export interface ClusterConfig {
   ackBeforeFsync: boolean;
   /** Probability that a node crashes between a Ready's write and its fsync. */
   midReadyCrashRate: number;
+  /** Also take a snapshot right after applying a membership change (see maybeSnapshot). */
+  snapshotOnConfChange: boolean;
   verbose: boolean;
 }
 
@@ -74,6 +76,7 @@ export const DEFAULT_CLUSTER_CONFIG: Omit<ClusterConfig, 'seed' | 'factory'> = {
   forgetVoteOnRestart: false,
   ackBeforeFsync: false,
   midReadyCrashRate: 0,
+  snapshotOnConfChange: true,
   verbose: false,
 };
 
@@ -98,6 +101,8 @@ export class SimNode implements CheckedNode {
   /** The durable hard state when the node last crashed (compared with what the restart reads back). */
   durableAtCrash: HardState | undefined;
   crashes = 0;
+  /** What this incarnation told others (must all be durable when it crashes). */
+  promises: Promises = noPromises();
   /** Reports to the engine deferred until after advance(). */
   deferred: (() => void)[] = [];
 
@@ -143,7 +148,20 @@ export class SimCluster {
   private pendingStarts: NodeId[] = [];
   private pendingRemovals: { id: NodeId; index: number }[] = [];
   private removed = new Set<NodeId>();
-  stats = { readies: 0, applied: 0, snapshotsTaken: 0, snapshotsInstalled: 0, crashes: 0, midReadyCrashes: 0, restarts: 0, confChanges: 0 };
+  stats = {
+    readies: 0,
+    applied: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    crashes: 0,
+    midReadyCrashes: 0,
+    restarts: 0,
+    confChanges: 0,
+    /** Sends refused because the link is cut or the peer is down (reported to the engine as unreachable). */
+    unreachable: 0,
+    /** Messages lost in flight because a partition started or the receiver crashed before delivery. */
+    lostInFlight: 0,
+  };
 
   constructor(cfg: ClusterConfig) {
     this.cfg = cfg;
@@ -251,6 +269,7 @@ export class SimCluster {
       bootstrapVoters,
     });
     node.running = true;
+    node.promises = noPromises();
     if (bootstrapVoters && node.storage.lastIndex() > 0 && node.disk.durableLastIndex() === 0) {
       // An engine whose bootstrap wrote straight into storage: make that durable too.
       node.disk.writeHardState(node.storage.hardState);
@@ -270,11 +289,12 @@ export class SimCluster {
     const node = this.node(id);
     if (!node.running) return;
     node.durableAtCrash = node.disk.durableHardState();
+    this.trace.event('crash', [id], why);
+    this.checker.onCrash(node, node.promises, node.durableAtCrash, (i) => node.disk.durableTerm(i));
     node.disk.crash();
     this.stop(node);
     node.crashes++;
     this.stats.crashes++;
-    this.trace.event('crash', [id], why);
   }
 
   private stop(node: SimNode): void {
@@ -334,10 +354,10 @@ export class SimCluster {
       for (const id of starts) this.startNewMember(id);
     }
     if (this.pendingRemovals.length > 0) {
-      // Shut a removed node down once every other running node has applied its removal, so the remaining
-      // members never depend on it to learn that it is gone (an operator decommissioning it).
+      // Shut a removed node down once every running member has applied its removal, so the remaining members
+      // never depend on it to learn that it is gone (an operator decommissioning it).
       this.pendingRemovals = this.pendingRemovals.filter((r) => {
-        const others = this.running().filter((n) => n.id !== r.id);
+        const others = this.running().filter((n) => !this.removed.has(n.id));
         if (others.length > 0 && others.every((n) => n.applied >= r.index)) {
           this.decommission(r.id);
           return false;
@@ -364,14 +384,12 @@ export class SimCluster {
       if (wasLeader && !isLeader) this.checker.onStepDown(node.id);
       const snap = rd.snapshot && !isEmptySnapshot(rd.snapshot) ? rd.snapshot : undefined;
       if (isLeader) this.checker.onLeaderWrite(node, node.hard.term, rd.entries, snap ? snap.metadata.index : 0);
-      if (this.trace.lines || rd.entries.length > 0 || rd.hardState || snap || rd.softState) {
-        const hs = node.hard;
-        this.trace.event(
-          'ready',
-          [node.id, hs.term, hs.vote, hs.commit, rd.entries.length, rd.committedEntries.length, rd.messages.length, snap ? snap.metadata.index : 0],
-          rd.softState ? `${rd.softState.state} lead=${rd.softState.lead}` : undefined,
-        );
-      }
+      const hs = node.hard;
+      this.trace.event(
+        'ready',
+        [node.id, hs.term, hs.vote, hs.commit, rd.entries.length, rd.committedEntries.length, rd.messages.length, snap ? snap.metadata.index : 0],
+        rd.softState ? `${rd.softState.state} lead=${rd.softState.lead}` : undefined,
+      );
 
       // (1) persist: snapshot, hard state, entries (written; durable only after the fsync below).
       if (snap) {
@@ -394,10 +412,6 @@ export class SimCluster {
         this.checker.onAppend(node, rd.entries);
       }
       if (isLeader && !wasLeader) this.checker.onBecomeLeader(node, node.hard.term);
-      if (node.hard.commit > node.commitSeen) {
-        this.checker.onCommit(node, node.commitSeen, node.hard.commit, node.hard.term);
-        node.commitSeen = node.hard.commit;
-      }
 
       const needSync = rd.mustSync || snap !== undefined;
       if (this.cfg.ackBeforeFsync) this.sendAll(node, rd.messages); // planted bug: acknowledge before fsync
@@ -411,13 +425,20 @@ export class SimCluster {
         node.disk.sync();
         this.checker.checkHardStateProgress(node.id, before, node.disk.durableHardState(), 'at an fsync');
       }
+      // A commit index counts as observed once the node can act on it (send it, apply up to it): after the
+      // fsync. A single-node leader commits its own unsynced entry; a crash before the fsync undoes that.
+      if (node.hard.commit > node.commitSeen) {
+        this.checker.onCommit(node, node.commitSeen, node.hard.commit, node.hard.term);
+        node.commitSeen = node.hard.commit;
+      }
       // (2) only now may the messages go out: they may depend on what was just made durable.
       if (!this.cfg.ackBeforeFsync) this.sendAll(node, rd.messages);
       // (3) apply committed entries in order.
-      for (const e of rd.committedEntries) this.applyEntry(node, e);
+      let confChanged = false;
+      for (const e of rd.committedEntries) confChanged = this.applyEntry(node, e) || confChanged;
       // (4) advance.
       eng.advance(rd);
-      this.maybeSnapshot(node);
+      this.maybeSnapshot(node, confChanged && this.cfg.snapshotOnConfChange);
       if (node.deferred.length > 0) {
         const deferred = node.deferred;
         node.deferred = [];
@@ -431,8 +452,9 @@ export class SimCluster {
     return this.midReadyCrashRate > 0 && this.crashRng.chance(this.midReadyCrashRate);
   }
 
-  private applyEntry(node: SimNode, e: Entry): void {
-    if (e.index <= node.applied) return; // already covered by an installed snapshot
+  /** Apply one committed entry; returns whether it was a membership change. */
+  private applyEntry(node: SimNode, e: Entry): boolean {
+    if (e.index <= node.applied) return false; // already covered by an installed snapshot
     if (e.index !== node.applied + 1) {
       throw new Error(`node ${node.id}: engine handed out committed entry ${e.index} but applied is ${node.applied}`);
     }
@@ -450,6 +472,7 @@ export class SimCluster {
     node.applied = e.index;
     this.stats.applied++;
     this.checker.onApply(node, e, node.app.digestHex());
+    return e.type === EntryType.ConfChange;
   }
 
   private onConfChangeApplied(node: SimNode, cc: ConfChange, index: number): void {
@@ -464,8 +487,14 @@ export class SimCluster {
     }
   }
 
-  private maybeSnapshot(node: SimNode): void {
-    if (node.applied - node.lastSnapshotIndex < this.cfg.snapshotEvery) return;
+  /**
+   * Snapshot every `snapshotEvery` applied entries, and right after a membership change: a new member refuses a
+   * snapshot whose ConfState does not contain it, so the leader's latest snapshot must postdate the member's
+   * addition or, with no further proposals, the member could never be caught up.
+   */
+  private maybeSnapshot(node: SimNode, confChanged: boolean): void {
+    if (node.applied === node.lastSnapshotIndex) return;
+    if (!confChanged && node.applied - node.lastSnapshotIndex < this.cfg.snapshotEvery) return;
     const snap = node.storage.createSnapshot(node.applied, node.confState, node.app.encode());
     const compactTo = node.applied - this.cfg.snapshotKeep;
     if (compactTo > node.storage.firstIndex() - 1) node.storage.compact(compactTo);
@@ -478,6 +507,7 @@ export class SimCluster {
 
   private sendAll(node: SimNode, msgs: Message[]): void {
     for (const original of msgs) {
+      this.notePromise(node, original);
       const m = this.messageFilter ? this.messageFilter(original) : original;
       if (!m) {
         this.trace.message('filtered', original);
@@ -487,13 +517,26 @@ export class SimCluster {
       const target = this.nodes.get(m.to);
       if (!target || !target.running || this.net.isBlocked(m.from, m.to)) {
         // The transport cannot connect: it tells the engine the peer is unreachable.
+        this.stats.unreachable++;
         node.deferred.push(() => node.engine!.reportUnreachable(m.to));
         if (m.type === MessageType.Snap) node.deferred.push(() => this.reportSnapshot(node, m.to, false));
         continue;
       }
       const outcome = this.net.send(m, this.now);
-      if (this.trace.lines) this.trace.message(outcome === 'queued' ? 'send' : 'drop', m);
+      this.trace.message(outcome === 'queued' ? 'send' : 'drop', m);
       if (outcome !== 'queued' && m.type === MessageType.Snap) node.deferred.push(() => this.reportSnapshot(node, m.to, false));
+    }
+  }
+
+  private notePromise(node: SimNode, m: Message): void {
+    const p = node.promises;
+    if (m.type === MessageType.PreVote || m.type === MessageType.PreVoteResp) return;
+    if (m.term > p.sentTerm) p.sentTerm = m.term;
+    if (m.reject) return;
+    if (m.type === MessageType.VoteResp) p.grantedVote = { term: m.term, to: m.to };
+    else if (m.type === MessageType.AppResp && m.index > 0 && (!p.acked || m.index >= p.acked.index)) {
+      const s = node.storage;
+      if (m.index >= s.firstIndex() - 1 && m.index <= s.lastIndex()) p.acked = { index: m.index, term: s.term(m.index) };
     }
   }
 
@@ -507,6 +550,7 @@ export class SimCluster {
     const sender = this.nodes.get(m.from);
     if (!target || !target.running || this.net.isBlocked(m.from, m.to)) {
       this.trace.message('lost', m);
+      this.stats.lostInFlight++;
       if (m.type === MessageType.Snap && sender?.running) {
         sender.engine!.reportSnapshot(m.to, false);
         this.processReady(sender);
@@ -533,7 +577,7 @@ export class SimCluster {
       fn(node.engine!);
     } catch (err) {
       if (err instanceof ProposalDroppedError) {
-        if (this.trace.lines) this.trace.event(`${what}-dropped`, [id]);
+        this.trace.event(`${what}-dropped`, [id]);
         return 'dropped';
       }
       throw err;

@@ -94,6 +94,20 @@ export class SimDisk {
     return ents.length > 0 ? ents[ents.length - 1].index : this.durable.snapshot.metadata.index;
   }
 
+  /**
+   * Term of durable entry i: undefined when i is covered by the durable snapshot (nothing to compare), 0 when
+   * the disk does not hold index i at all.
+   */
+  durableTerm(i: number): number | undefined {
+    const snap = this.durable.snapshot.metadata;
+    if (i < snap.index) return undefined;
+    if (i === snap.index) return snap.term;
+    const ents = this.durable.entries;
+    if (ents.length === 0 || i < ents[0].index) return i <= snap.index ? undefined : 0;
+    const k = i - ents[0].index;
+    return k < ents.length ? ents[k].term : 0;
+  }
+
   /** Read the disk back after a restart. */
   load(): DiskImage {
     const hs = { ...this.durable.hardState };

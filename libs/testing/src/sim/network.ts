@@ -32,7 +32,7 @@ export class SimNetwork {
   private heap: InFlight[] = [];
   private seq = 0;
   private blocked = new Set<number>();
-  stats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, blocked: 0 };
+  stats = { sent: 0, dropped: 0, duplicated: 0, blocked: 0 };
 
   constructor(
     private readonly rng: Rng,

@@ -1,0 +1,24 @@
+/**
+ * @app/testing — the deterministic Raft simulator (seeded PRNG, simulated network, disk and clock, safety and
+ * liveness checkers, planted bugs, scripted scenarios). See docs/simulator.md.
+ */
+export { Rng, fnv1a32 } from './sim/prng.js';
+export { Hash64, bytesToString, stringToBytes } from './sim/hash.js';
+export { AppState } from './sim/app.js';
+export { SimDisk } from './sim/disk.js';
+export type { DiskImage, DiskOptions } from './sim/disk.js';
+export { SimNetwork, RELIABLE_NETWORK } from './sim/network.js';
+export type { NetworkProfile, SendOutcome } from './sim/network.js';
+export { raftEngineFactory } from './sim/engine-factory.js';
+export type { EngineFactory, EngineOptions } from './sim/engine-factory.js';
+export { SafetyChecker, Violation, CHECKERS, hardStateRegression, entryKey, noPromises } from './sim/checkers.js';
+export type { CheckerName, CheckedNode, Promises } from './sim/checkers.js';
+export { Trace } from './sim/trace.js';
+export { SimCluster, SimNode, DEFAULT_CLUSTER_CONFIG } from './sim/cluster.js';
+export type { ClusterConfig, ProposeOutcome } from './sim/cluster.js';
+export { BUG_NAMES, BUG_DESCRIPTIONS, bugSwitches, isBugName } from './sim/bugs.js';
+export type { BugName, BugSwitches } from './sim/bugs.js';
+export { runSeed, sampleParams } from './sim/simulate.js';
+export type { SimOptions, SimParams, SimResult, SimViolation, FaultProfile } from './sim/simulate.js';
+export { runScenario, SCENARIOS, ScenarioError } from './sim/scenarios.js';
+export type { ScenarioName, ScenarioOptions, ScenarioResult } from './sim/scenarios.js';

@@ -1,0 +1,15 @@
+/**
+ * Benchmarks: `npm run bench -- <name> [options]` (`npm run bench -- --help` lists them). Each benchmark is a
+ * commander subcommand in scripts/bench/<name>.ts. By the team's rule every figure is printed with its
+ * conditions and as a ratio against an anchor measured in the same run on the same machine.
+ */
+import { Command } from 'commander';
+import { raftCommand } from './bench/raft.js';
+
+const program = new Command('bench')
+  .description('Synod benchmarks (figures are reported as ratios against an anchor measured in the same run)')
+  .showHelpAfterError();
+
+program.addCommand(raftCommand());
+
+await program.parseAsync(process.argv);
