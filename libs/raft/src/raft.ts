@@ -153,6 +153,28 @@ export class Raft {
     return pr !== undefined && !pr.isLearner && !this.raftLog.hasPendingSnapshot();
   }
 
+  /**
+   * A node that applied its own removal may still campaign as a caretaker: the remaining voters may not have
+   * learned that the removal committed, and still need its vote, which it refuses when its log is longer
+   * (simulator seeds 2057 and 2884, after a removed leader crashed before handing over). Elected by a
+   * majority of the configuration in its own log (which excludes it), it leads only long enough to tell them
+   * and hand leadership over (handOffLeadership). Election safety holds: every voter still votes once per
+   * term for an up-to-date log. PreVote and the leader lease keep it from disrupting a healthy cluster.
+   * A node that was never a member (empty configuration, or nothing in its log) never campaigns.
+   */
+  private removedCaretaker(): boolean {
+    return (
+      !this.trk.progress.has(this.id) &&
+      this.trk.voters.size > 0 &&
+      this.raftLog.lastIndex() > 0 &&
+      !this.raftLog.hasPendingSnapshot()
+    );
+  }
+
+  private canCampaign(): boolean {
+    return this.promotable() || this.removedCaretaker();
+  }
+
   // ---------------------------------------------------------------------------------------------- sending
 
   private send(m: Message): void {
@@ -346,6 +368,9 @@ export class Raft {
     this.pendingConfIndex = this.raftLog.lastIndex();
     this.uncommittedSize = 0; // the no-op does not count against the uncommitted budget
     this.info(`became leader at term ${this.term}`);
+    // A caretaker leader (not a voter of its own configuration) hands over at once.
+    const self = this.trk.progress.get(this.id);
+    if (!self || self.isLearner) this.handOffLeadership();
   }
 
   // ---------------------------------------------------------------------------------------------- ticks
@@ -357,7 +382,7 @@ export class Raft {
   /** Followers and candidates: start an election when the randomized timeout passes (§5.2). */
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.promotable() && this.pastElectionTimeout()) {
+    if (this.canCampaign() && this.pastElectionTimeout()) {
       this.electionElapsed = 0;
       this.step(msg({ type: MessageType.Hup, from: this.id }));
     }
@@ -387,7 +412,7 @@ export class Raft {
 
   private hup(t: CampaignType): void {
     if (this.state === StateType.Leader) return;
-    if (!this.promotable()) {
+    if (!this.canCampaign()) {
       this.warn('is unpromotable and can not campaign');
       return;
     }
@@ -405,7 +430,7 @@ export class Raft {
   }
 
   private campaign(t: CampaignType): void {
-    if (!this.promotable()) return;
+    if (!this.canCampaign()) return;
     let term: number;
     let voteMsg: MessageType;
     if (t === CampaignType.PreElection) {
