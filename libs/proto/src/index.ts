@@ -1,0 +1,8 @@
+/**
+ * @app/proto — the one way Synod loads its `.proto` files: the shared proto-loader options, the proto root,
+ * and typed loaders for the consensus (client-facing) and peer (member-to-member) services.
+ */
+export { PROTO_LOADER_OPTIONS } from './options.js';
+export { PROTO_FILES, protoRoot } from './paths.js';
+export { SERVICE_NAMES, loadConsensusProto, loadPackageDefinition, loadPeerProto } from './load.js';
+export type { ConsensusProto, PeerProto } from './load.js';
