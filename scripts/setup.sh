@@ -3,7 +3,7 @@
 # machine runs as root), then the npm dependencies. Later services add their servers (etcd, Redis) to DEB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEB=()  # e.g. ("etcd-server:etcd" "redis-server:redis-server"): package:binary
+DEB=("prometheus:promtool")  # package:binary — later services add etcd-server:etcd, redis-server:redis-server
 missing=()
 for spec in "${DEB[@]}"; do
   pkg="${spec%%:*}"; bin="${spec##*:}"

@@ -12,6 +12,8 @@ export type {
   ConfChangeResult,
 } from './node.js';
 export type { StateMachine } from './state-machine.js';
+export { RoundTripProbe, timedFileOps } from './observer.js';
+export type { RaftNodeObserver, ElectionKind, ProposalFailureReason, SnapshotKind } from './observer.js';
 export { InMemoryHub, InMemoryTransport } from './transport.js';
 export type { Transport, TransportHandler, HubStats } from './transport.js';
 export { NodeStoppedError, RequestTimeoutError } from './errors.js';

@@ -15,6 +15,10 @@
  *   3. apply the committed entries (ConfChange entries through applyConfChange; the leader's empty no-ops are
  *      skipped), resolving proposals, conf changes and reads;
  *   4. advance; then take a snapshot when `snapshotEvery` entries were applied since the last one.
+ *
+ * An optional observer (observer.ts) hears what happens — leadership, elections, indexes, proposals, WAL
+ * fdatasync latency, heartbeat round trips, snapshots — without the core knowing: all of it is read off the
+ * Readys, the messages and the driver's own bookkeeping.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -40,8 +44,9 @@ import {
   isEmptyHardState,
   isEmptySnapshot,
 } from '@app/raft';
-import { FileOps, Wal, toMemoryStorage } from '@app/storage';
+import { FileOps, Wal, nodeFileOps, toMemoryStorage } from '@app/storage';
 import { NodeStoppedError, RequestTimeoutError } from './errors.js';
+import { ElectionKind, RaftNodeObserver, RoundTripProbe, timedFileOps } from './observer.js';
 import { RequestId, decodeRequest, encodeRequest } from './request.js';
 import { StateMachine } from './state-machine.js';
 import { Transport, TransportHandler } from './transport.js';
@@ -88,6 +93,9 @@ export interface RaftNodeOptions {
   >;
   /** WAL options (see @app/storage WalOptions). */
   wal?: { segmentBytes?: number; fileOps?: FileOps };
+  /** Told about leadership, elections, indexes, proposals, fdatasyncs, peer round trips and snapshots
+   * (see observer.ts; `RaftMetrics` of @app/observability is one). */
+  observer?: RaftNodeObserver;
 }
 
 export interface ProposeResult {
@@ -129,6 +137,8 @@ interface Deadline {
   deadline: number;
 }
 interface ProposalWaiter extends Deadline {
+  /** performance.now() at propose(). */
+  start: number;
   resolve(r: ProposeResult): void;
   reject(e: unknown): void;
 }
@@ -163,6 +173,9 @@ export class RaftNode implements TransportHandler {
   private readonly logger: RaftNodeLogger;
   private readonly sm: StateMachine;
   private readonly transport: Transport;
+  private readonly observer: RaftNodeObserver | undefined;
+  /** Heartbeat round trips, measured only when the observer wants them. */
+  private readonly rtt: RoundTripProbe | undefined;
   /** Random per start: request ids of an earlier run can never match this run's waiters. */
   private readonly incarnation = randomBytes(4).readUInt32BE(0);
   private counter = 0;
@@ -209,6 +222,8 @@ export class RaftNode implements TransportHandler {
     this.logger = options.logger ?? silentLogger;
     this.sm = options.stateMachine;
     this.transport = options.transport;
+    this.observer = options.observer;
+    if (this.observer?.onRoundTrip) this.rtt = new RoundTripProbe(this.opts.electionTicks * this.opts.tickMs);
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------------------
@@ -233,7 +248,7 @@ export class RaftNode implements TransportHandler {
       const { wal, recovered } = await Wal.open(o.dataDir, {
         logger: { info: (m) => this.logger.info(`[node ${this.id}] ${m}`), warn: (m) => this.logger.warn(`[node ${this.id}] ${m}`) },
         segmentBytes: o.wal?.segmentBytes,
-        fileOps: o.wal?.fileOps,
+        fileOps: this.observer?.onFsync ? timedFileOps(o.wal?.fileOps ?? nodeFileOps, (s) => this.notify('onFsync', s)) : o.wal?.fileOps,
       });
       this.wal = wal;
       const isNew = recovered.snapshot === undefined && recovered.entries.length === 0 && isEmptyHardState(recovered.hardState);
@@ -283,6 +298,9 @@ export class RaftNode implements TransportHandler {
       this.role = st.softState.state;
       this.leader = st.softState.lead;
       this.confState = { voters: [...st.config.voters], learners: [...st.config.learners] };
+      this.notify('onHardState', this.hardState.term, this.hardState.commit);
+      this.notify('onApplied', this.applied);
+      this.notify('onLeaderChange', this.leader, this.hardState.term, this.leader === this.id);
       this.logger.info(
         `[node ${this.id}] started (${isNew ? (o.peers.length > 0 ? `bootstrapped with voters ${o.peers.join(',')}` : 'new, waiting to join') : 'recovered'}): ` +
           `term ${this.hardState.term}, commit ${this.hardState.commit}, snapshot ${this.snapshotIndex}, last index ${storage.lastIndex()}`,
@@ -336,6 +354,7 @@ export class RaftNode implements TransportHandler {
     this.halt();
     await this.loopDone;
     this.rejectAll(new NodeStoppedError(`raft node ${this.id} stopped`));
+    if (!wasFailed) this.forgetLeader();
     if (this.wal) {
       try {
         await this.wal.close();
@@ -363,17 +382,40 @@ export class RaftNode implements TransportHandler {
     this.phase = 'failed';
     this.halt();
     this.rejectAll(new NodeStoppedError(`raft node ${this.id} failed: ${e.message}`));
+    this.forgetLeader();
+  }
+
+  /** A stopped or failed node follows no one (status() keeps the last leader known, for diagnosis). */
+  private forgetLeader(): void {
+    this.notify('onLeaderChange', NONE, this.hardState.term, false);
+  }
+
+  /** Calls the observer's callback `k`, if any; an observer that throws is logged, never fatal. */
+  private notify<K extends keyof RaftNodeObserver>(k: K, ...args: Parameters<NonNullable<RaftNodeObserver[K]>>): void {
+    const o = this.observer;
+    const f = o?.[k] as ((...a: unknown[]) => void) | undefined;
+    if (!f) return;
+    try {
+      f.apply(o, args);
+    } catch (err) {
+      this.logger.warn(`[node ${this.id}] observer ${k} threw: ${asError(err).message}`);
+    }
   }
 
   // ---- the transport's side ---------------------------------------------------------------------------------
 
   receive(m: Message): void {
     if (this.phase !== 'running') return;
+    if (this.rtt && m.type === MessageType.HeartbeatResp) {
+      const s = this.rtt.received(m.from, performance.now());
+      if (s !== undefined) this.notify('onRoundTrip', m.from, s);
+    }
     this.input(() => this.engine.step(m));
   }
 
   reportUnreachable(id: NodeId): void {
     if (this.phase !== 'running') return;
+    this.rtt?.reset(id);
     this.input(() => this.engine.reportUnreachable(id));
   }
 
@@ -406,17 +448,21 @@ export class RaftNode implements TransportHandler {
     return new Promise<ProposeResult>((resolve, reject) => {
       if (!this.checkRunning(reject)) return;
       const id: RequestId = { nodeId: this.id, incarnation: this.incarnation, counter: ++this.counter };
+      const start = performance.now();
       try {
         this.engine.propose(encodeRequest(id, command));
       } catch (err) {
-        if (err instanceof ProposalDroppedError) reject(err);
-        else {
+        if (err instanceof ProposalDroppedError) {
+          this.notify('onProposalFailed', 'dropped');
+          reject(err);
+        } else {
           this.fail(err);
           reject(err);
         }
         return;
       }
-      this.proposals.set(id.counter, { resolve, reject, deadline: this.deadline() });
+      this.proposals.set(id.counter, { start, resolve, reject, deadline: start + this.opts.proposalTimeoutMs });
+      this.notify('onProposalsPending', this.proposals.size);
       this.kick();
     });
   }
@@ -535,10 +581,16 @@ export class RaftNode implements TransportHandler {
   private expire(now: number): void {
     const ms = this.opts.proposalTimeoutMs;
     // Same timeout for all: deadlines grow in insertion order, so only the head of each map can expire.
+    let expired = 0;
     for (const [k, w] of this.proposals) {
       if (w.deadline > now) break;
       this.proposals.delete(k);
+      expired++;
       w.reject(new RequestTimeoutError('proposal', ms));
+    }
+    if (expired > 0) {
+      for (let i = 0; i < expired; i++) this.notify('onProposalFailed', 'timeout');
+      this.notify('onProposalsPending', this.proposals.size);
     }
     for (const [k, w] of this.reads) {
       if (w.deadline > now) break;
@@ -558,8 +610,13 @@ export class RaftNode implements TransportHandler {
   }
 
   private rejectAll(err: Error): void {
+    const pending = this.proposals.size;
     for (const w of this.proposals.values()) w.reject(err);
     this.proposals.clear();
+    if (pending > 0) {
+      for (let i = 0; i < pending; i++) this.notify('onProposalFailed', 'stopped');
+      this.notify('onProposalsPending', 0);
+    }
     for (const w of this.reads.values()) w.reject(err);
     this.reads.clear();
     for (const w of this.confWaiters) w.reject(err);
@@ -594,21 +651,27 @@ export class RaftNode implements TransportHandler {
   }
 
   private async handleReady(rd: Ready): Promise<void> {
+    const prevRole = this.role;
+    const prevLeader = this.leader;
     if (rd.softState) {
       this.role = rd.softState.state;
       this.leader = rd.softState.lead;
     }
     if (rd.hardState) this.hardState = { ...rd.hardState };
+    const appliedBefore = this.applied;
+    if (this.observer) this.observeReady(rd, prevRole, prevLeader);
 
     // 1. Persist.
     const snap = rd.snapshot && !isEmptySnapshot(rd.snapshot) ? rd.snapshot : undefined;
     if (snap) {
+      const t0 = performance.now();
       await this.wal.saveSnapshot(snap);
       this.storage.applySnapshot(snap);
       this.sm.restore(snap.data);
       this.applied = snap.metadata.index;
       this.snapshotIndex = snap.metadata.index;
       this.confState = { voters: [...snap.metadata.confState.voters], learners: [...snap.metadata.confState.learners] };
+      this.notify('onSnapshot', 'install', (performance.now() - t0) / 1000);
       this.logger.info(`[node ${this.id}] installed snapshot ${snap.metadata.index} (term ${snap.metadata.term})`);
     }
     if (rd.hardState || rd.entries.length > 0) {
@@ -630,12 +693,39 @@ export class RaftNode implements TransportHandler {
       const w = this.reads.get(req.id.counter);
       if (w) w.index = rs.index;
     }
-    for (const e of rd.committedEntries) this.apply(e);
+    let commands = 0;
+    for (const e of rd.committedEntries) if (this.apply(e)) commands++;
+    if (commands > 0) {
+      this.notify('onProposalsApplied', commands);
+      this.notify('onProposalsPending', this.proposals.size);
+    }
+    if (this.applied !== appliedBefore) this.notify('onApplied', this.applied);
     this.resolveReads();
     if (rd.softState) this.resolveTransfers();
   }
 
+  /** What a Ready tells the observer before it is carried out: leadership, elections, hard state, commits. */
+  private observeReady(rd: Ready, prevRole: StateType, prevLeader: NodeId): void {
+    // An election is a transition into (Pre)Candidate, or (already there) a new round of (Pre)Vote requests
+    // because the previous round timed out. A campaign's requests all leave in one Ready.
+    const campaign = (state: StateType, req: MessageType, kind: ElectionKind): void => {
+      if (this.role !== state) return;
+      if (prevRole !== state || rd.messages.some((m) => m.type === req && m.from === this.id)) this.notify('onElectionStarted', kind);
+    };
+    campaign(StateType.PreCandidate, MessageType.PreVote, 'pre_vote');
+    campaign(StateType.Candidate, MessageType.Vote, 'vote');
+    if (this.leader !== prevLeader) this.notify('onLeaderChange', this.leader, this.hardState.term, this.leader === this.id);
+    if (rd.hardState) this.notify('onHardState', rd.hardState.term, rd.hardState.commit);
+    let committed = 0;
+    for (const e of rd.committedEntries) if (e.index > this.applied && e.type === EntryType.Normal && e.data.length > 0) committed++;
+    if (committed > 0) this.notify('onProposalsCommitted', committed);
+  }
+
   private send(messages: Message[]): void {
+    if (this.rtt) {
+      const now = performance.now();
+      for (const m of messages) if (m.type === MessageType.Heartbeat) this.rtt.sent(m.to, now);
+    }
     try {
       this.transport.send(messages);
     } catch (err) {
@@ -649,8 +739,9 @@ export class RaftNode implements TransportHandler {
     }
   }
 
-  private apply(e: Entry): void {
-    if (e.index <= this.applied) return; // covered by a snapshot
+  /** Applies one committed entry; true when it was a command (not a conf change or a leader's no-op). */
+  private apply(e: Entry): boolean {
+    if (e.index <= this.applied) return false; // covered by a snapshot
     if (e.index !== this.applied + 1) throw new Error(`node ${this.id}: committed entry ${e.index} handed out after applied ${this.applied}`);
     if (e.type === EntryType.ConfChange) {
       const cc = decodeConfChange(e.data);
@@ -678,13 +769,18 @@ export class RaftNode implements TransportHandler {
         const w = this.proposals.get(req.id.counter);
         if (w) {
           this.proposals.delete(req.id.counter);
+          // Committed and applied: the consensus part succeeded even when the state machine refused it.
+          if (this.observer) this.notify('onProposalCompleted', (performance.now() - w.start) / 1000);
           if (threw) w.reject(error);
           else w.resolve({ index: e.index, result });
         }
       }
+      this.applied = e.index;
+      return true;
     }
     // Empty normal entries are a new leader's no-op: nothing to apply.
     this.applied = e.index;
+    return false;
   }
 
   private resolveReads(): void {
@@ -719,12 +815,14 @@ export class RaftNode implements TransportHandler {
 
   /** A snapshot of the state machine at the applied index; the log below it (less a catch-up tail) goes. */
   private async takeSnapshot(): Promise<void> {
+    const t0 = performance.now();
     const index = this.applied;
     const snap = this.storage.createSnapshot(index, this.confState, this.sm.snapshot());
     await this.wal.saveSnapshot(snap);
     this.snapshotIndex = index;
     const compactTo = index - this.opts.snapshotCatchUpEntries;
     if (compactTo > this.storage.firstIndex() - 1) this.storage.compact(compactTo);
+    this.notify('onSnapshot', 'take', (performance.now() - t0) / 1000);
     this.logger.info(`[node ${this.id}] snapshot at ${index} (${snap.data.length} bytes); log compacted to ${this.storage.firstIndex()}`);
   }
 }

@@ -1,0 +1,166 @@
+/**
+ * THE metric-name file: every metric the product registers, with its type, help text, labels and buckets.
+ * Code registers metrics only from these definitions (see `makeCounter`/`makeGauge`/`makeHistogram` in
+ * registry.ts); a service that adds metrics adds them here, and `docs/metrics.md` describes each one.
+ * Only metrics that some code registers belong here: test/metric-names.spec.ts checks the Prometheus naming
+ * rules (snake_case, base units, `_total` only on counters, no per-lock / per-transaction labels) and that
+ * every definition is registered.
+ *
+ * Prefixes: `synod_raft_*` (consensus), `synod_lock_*` (lock service), `synod_txn_*` (transactions), and the
+ * go-grpc-prometheus `grpc_server_*` family so standard gRPC dashboards work unchanged. The process_* and
+ * nodejs_* defaults come from prom-client and are not listed.
+ */
+
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface MetricDef {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help: string;
+  readonly labels: readonly string[];
+  /** Histograms only: upper bounds in the metric's base unit. */
+  readonly buckets?: readonly number[];
+}
+
+/** `count` buckets: start, start·factor, start·factor², ... */
+export function exponentialBuckets(start: number, factor: number, count: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(Number((start * factor ** i).toPrecision(12)));
+  return out;
+}
+
+/**
+ * Durations on one node, from sub-millisecond to seconds: 0.125 ms · 2^k up to 8.192 s (17 buckets). A
+ * superset of etcd's fsync buckets (1 ms · 2^k, k = 0..13), so p99s compare bucket for bucket, with three
+ * more below 1 ms where a fast disk's fdatasync and a batched commit live.
+ */
+export const LATENCY_BUCKETS: readonly number[] = exponentialBuckets(0.000125, 2, 17);
+
+/** Network round trips: 0.1 ms · 2^k up to ~0.82 s (14 buckets) — etcd's peer_round_trip_time buckets. */
+export const ROUND_TRIP_BUCKETS: readonly number[] = exponentialBuckets(0.0001, 2, 14);
+
+/** Snapshots (serialize + write + fsync, or restore): 1 ms · 2^k up to ~32.8 s (16 buckets). */
+export const SNAPSHOT_BUCKETS: readonly number[] = exponentialBuckets(0.001, 2, 16);
+
+const GRPC_LABELS = ['grpc_type', 'grpc_service', 'grpc_method'] as const;
+
+export const METRICS = {
+  // ---- Raft (libs/observability RaftMetrics, fed by RaftNode's observer) --------------------------------
+  raftHasLeader: {
+    name: 'synod_raft_has_leader',
+    type: 'gauge',
+    help: 'Whether this member knows a leader (1) or not (0).',
+    labels: [],
+  },
+  raftIsLeader: {
+    name: 'synod_raft_is_leader',
+    type: 'gauge',
+    help: 'Whether this member is the leader (1) or not (0).',
+    labels: [],
+  },
+  raftLeaderChangesSeen: {
+    name: 'synod_raft_leader_changes_seen_total',
+    type: 'counter',
+    help: 'Times this member saw a new leader (a change to a known leader different from the previous one).',
+    labels: [],
+  },
+  raftElectionsStarted: {
+    name: 'synod_raft_elections_started_total',
+    type: 'counter',
+    help: 'Campaigns this member started: kind="pre_vote" (PreVote round, no term change) or kind="vote" (a real election).',
+    labels: ['kind'],
+  },
+  raftTerm: {
+    name: 'synod_raft_term',
+    type: 'gauge',
+    help: 'Current Raft term of this member.',
+    labels: [],
+  },
+  raftCommitIndex: {
+    name: 'synod_raft_commit_index',
+    type: 'gauge',
+    help: 'Highest log index this member knows to be committed.',
+    labels: [],
+  },
+  raftAppliedIndex: {
+    name: 'synod_raft_applied_index',
+    type: 'gauge',
+    help: 'Highest log index applied to the state machine on this member.',
+    labels: [],
+  },
+  raftProposalsCommitted: {
+    name: 'synod_raft_proposals_committed_total',
+    type: 'counter',
+    help: 'Command entries (proposed on any member) this member learned are committed.',
+    labels: [],
+  },
+  raftProposalsApplied: {
+    name: 'synod_raft_proposals_applied_total',
+    type: 'counter',
+    help: 'Command entries (proposed on any member) applied to the state machine on this member.',
+    labels: [],
+  },
+  raftProposalsFailed: {
+    name: 'synod_raft_proposals_failed_total',
+    type: 'counter',
+    help: 'Proposals made on this member that failed: reason="dropped" (no leader, transfer or backlog), "timeout" (outcome unknown), "stopped".',
+    labels: ['reason'],
+  },
+  raftProposalsPending: {
+    name: 'synod_raft_proposals_pending',
+    type: 'gauge',
+    help: 'Proposals made on this member not yet applied (nor failed).',
+    labels: [],
+  },
+  raftProposalCommitDuration: {
+    name: 'synod_raft_proposal_commit_duration_seconds',
+    type: 'histogram',
+    help: 'Time from propose to applied on the member that proposed (commit latency, including forwarding to the leader).',
+    labels: [],
+    buckets: LATENCY_BUCKETS,
+  },
+  raftWalFsyncDuration: {
+    name: 'synod_raft_wal_fsync_duration_seconds',
+    type: 'histogram',
+    help: 'Latency of the fdatasync calls of the write-ahead log.',
+    labels: [],
+    buckets: LATENCY_BUCKETS,
+  },
+  raftPeerRoundTripTime: {
+    name: 'synod_raft_peer_round_trip_time_seconds',
+    type: 'histogram',
+    help: 'Heartbeat to heartbeat-response round trip from the leader to each peer (peer = member id; bounded by the cluster size).',
+    labels: ['peer'],
+    buckets: ROUND_TRIP_BUCKETS,
+  },
+  raftSnapshotDuration: {
+    name: 'synod_raft_snapshot_duration_seconds',
+    type: 'histogram',
+    help: 'Time to take a snapshot (kind="take": serialize, write, fsync, compact) or install one from the leader (kind="install").',
+    labels: ['kind'],
+    buckets: SNAPSHOT_BUCKETS,
+  },
+
+  // ---- gRPC servers (go-grpc-prometheus names and labels; instrumentService) ----------------------------
+  grpcServerStarted: {
+    name: 'grpc_server_started_total',
+    type: 'counter',
+    help: 'Total number of RPCs started on the server.',
+    labels: GRPC_LABELS,
+  },
+  grpcServerHandled: {
+    name: 'grpc_server_handled_total',
+    type: 'counter',
+    help: 'Total number of RPCs completed on the server, regardless of success or failure.',
+    labels: [...GRPC_LABELS, 'grpc_code'],
+  },
+  grpcServerHandlingDuration: {
+    name: 'grpc_server_handling_seconds',
+    type: 'histogram',
+    help: 'Response latency (seconds) of gRPC that had been application-level handled by the server.',
+    labels: GRPC_LABELS,
+    buckets: LATENCY_BUCKETS,
+  },
+} as const satisfies Record<string, MetricDef>;
+
+export type MetricKey = keyof typeof METRICS;
