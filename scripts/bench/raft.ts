@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { Entry, EntryType, NodeId, StateType } from '@app/raft';
-import { FileOps, Wal, WritableFile, nodeFileOps } from '@app/storage';
+import { CountingFileOps, Wal, countingFileOps } from '@app/storage';
 import { InMemoryHub, REQUEST_HEADER_BYTES, RaftNode, StateMachine } from '@app/raft-node';
 import { Histogram, elapsedUs, filesystemOf, latencyHistogram, latencySummary, loadAverage, machineConditions, rate, sleep } from './common.js';
 
@@ -73,35 +73,6 @@ function intList(v: string): number[] {
 
 // ---- instrumentation ---------------------------------------------------------------------------------------
 
-/** The real file layer, counting fdatasyncs. */
-class CountingFileOps implements FileOps {
-  datasyncs = 0;
-  mkdirp = nodeFileOps.mkdirp;
-  readdir = nodeFileOps.readdir;
-  readFile = nodeFileOps.readFile;
-  rename = nodeFileOps.rename;
-  unlink = nodeFileOps.unlink;
-  syncDir = nodeFileOps.syncDir;
-  async openWrite(path: string): Promise<WritableFile> {
-    return this.wrap(await nodeFileOps.openWrite(path));
-  }
-  async create(path: string, exclusive: boolean): Promise<WritableFile> {
-    return this.wrap(await nodeFileOps.create(path, exclusive));
-  }
-  private wrap(f: WritableFile): WritableFile {
-    return {
-      path: f.path,
-      write: (d, p) => f.write(d, p),
-      datasync: () => {
-        this.datasyncs++;
-        return f.datasync();
-      },
-      sync: () => f.sync(),
-      truncate: (n) => f.truncate(n),
-      close: () => f.close(),
-    };
-  }
-}
 
 /** Keeps the last 1024 values (by index) and a count; snapshots are a few hundred KiB. */
 class BenchStateMachine implements StateMachine {
@@ -208,7 +179,7 @@ async function runRaft(base: string, inflight: number, o: RaftBenchOptions): Pro
   const ops = new Map<NodeId, CountingFileOps>();
   const snapshotsTaken = new Map<NodeId, number>(ids.map((id) => [id, 0]));
   const nodes = ids.map((id) => {
-    const fileOps = new CountingFileOps();
+    const fileOps = countingFileOps();
     ops.set(id, fileOps);
     return new RaftNode({
       id,

@@ -9,7 +9,7 @@
  * never fails the node.
  */
 import { NodeId } from '@app/raft';
-import { FileOps, WritableFile } from '@app/storage';
+import { FileOps, observeDatasync } from '@app/storage';
 
 /** `pre_vote`: a PreVote round (no term change); `vote`: a real election (the term was raised). */
 export type ElectionKind = 'pre_vote' | 'vote';
@@ -63,28 +63,7 @@ export interface RaftNodeObserver {
 
 /** Wraps `base` so that every `datasync()` of a file it opens reports its duration. */
 export function timedFileOps(base: FileOps, onSync: (seconds: number) => void): FileOps {
-  const wrap = (f: WritableFile): WritableFile => ({
-    path: f.path,
-    write: (d, p) => f.write(d, p),
-    datasync: async () => {
-      const t0 = performance.now();
-      await f.datasync();
-      onSync((performance.now() - t0) / 1000);
-    },
-    sync: () => f.sync(),
-    truncate: (n) => f.truncate(n),
-    close: () => f.close(),
-  });
-  return {
-    mkdirp: (p) => base.mkdirp(p),
-    readdir: (p) => base.readdir(p),
-    readFile: (p) => base.readFile(p),
-    openWrite: async (p) => wrap(await base.openWrite(p)),
-    create: async (p, exclusive) => wrap(await base.create(p, exclusive)),
-    rename: (a, b) => base.rename(a, b),
-    unlink: (p) => base.unlink(p),
-    syncDir: (p) => base.syncDir(p),
-  };
+  return observeDatasync(base, onSync);
 }
 
 /**

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Entry, NodeId, StateType } from '@app/raft';
-import { FileOps, WritableFile, nodeFileOps } from '@app/storage';
+import { CountingFileOps, countingFileOps } from '@app/storage';
 import { InMemoryHub, RaftNode, RaftNodeLogger, RaftNodeOptions, StateMachine } from '@app/raft-node';
 
 const enc = new TextEncoder();
@@ -67,38 +67,6 @@ export class RingLogger {
   }
 }
 
-/** Counts fdatasync calls (the real file layer underneath). */
-export class CountingFileOps implements FileOps {
-  datasyncs = 0;
-  mkdirp = nodeFileOps.mkdirp;
-  readdir = nodeFileOps.readdir;
-  readFile = nodeFileOps.readFile;
-  rename = nodeFileOps.rename;
-  unlink = nodeFileOps.unlink;
-  syncDir = nodeFileOps.syncDir;
-
-  async openWrite(path: string): Promise<WritableFile> {
-    return this.wrap(await nodeFileOps.openWrite(path));
-  }
-
-  async create(path: string, exclusive: boolean): Promise<WritableFile> {
-    return this.wrap(await nodeFileOps.create(path, exclusive));
-  }
-
-  private wrap(f: WritableFile): WritableFile {
-    return {
-      path: f.path,
-      write: (d, p) => f.write(d, p),
-      datasync: () => {
-        this.datasyncs++;
-        return f.datasync();
-      },
-      sync: () => f.sync(),
-      truncate: (n) => f.truncate(n),
-      close: () => f.close(),
-    };
-  }
-}
 
 export async function waitFor(what: string, pred: () => boolean, timeoutMs: number, diag?: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -145,7 +113,7 @@ export class TestCluster {
     const old = this.members.get(id);
     if (old && (old.node.status().phase === 'running' || old.node.status().phase === 'starting')) throw new Error(`node ${id} is running`);
     const kv = new KvStateMachine();
-    const fileOps = new CountingFileOps();
+    const fileOps = countingFileOps();
     const node = new RaftNode({
       id,
       peers: this.voters,

@@ -90,3 +90,43 @@ export const nodeFileOps: FileOps = {
     }
   },
 };
+
+/**
+ * Wraps a FileOps layer so that `onDatasync(seconds)` is called after every fdatasync of a file opened
+ * through it (metrics time it; tests and benchmarks count it).
+ */
+export function observeDatasync(base: FileOps, onDatasync: (seconds: number) => void): FileOps {
+  const wrap = (f: WritableFile): WritableFile => ({
+    path: f.path,
+    write: (d, p) => f.write(d, p),
+    datasync: async () => {
+      const t0 = performance.now();
+      await f.datasync();
+      onDatasync((performance.now() - t0) / 1000);
+    },
+    sync: () => f.sync(),
+    truncate: (n) => f.truncate(n),
+    close: () => f.close(),
+  });
+  return {
+    mkdirp: (p) => base.mkdirp(p),
+    readdir: (p) => base.readdir(p),
+    readFile: (p) => base.readFile(p),
+    openWrite: async (p) => wrap(await base.openWrite(p)),
+    create: async (p, exclusive) => wrap(await base.create(p, exclusive)),
+    rename: (a, b) => base.rename(a, b),
+    unlink: (p) => base.unlink(p),
+    syncDir: (p) => base.syncDir(p),
+  };
+}
+
+/** A FileOps layer that counts fdatasyncs (tests and benchmarks); the real file layer by default. */
+export type CountingFileOps = FileOps & { readonly datasyncs: number };
+
+export function countingFileOps(base: FileOps = nodeFileOps): CountingFileOps {
+  let n = 0;
+  const ops = observeDatasync(base, () => {
+    n++;
+  });
+  return Object.defineProperty(ops, 'datasyncs', { get: () => n, enumerable: true }) as CountingFileOps;
+}
