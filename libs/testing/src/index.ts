@@ -4,7 +4,12 @@
  */
 export { Rng, fnv1a32 } from './sim/prng.js';
 export { Hash64, bytesToString, stringToBytes } from './sim/hash.js';
-export { AppState } from './sim/app.js';
+export { AppState, DIGEST_APP } from './sim/app.js';
+export type { AppModel, SimApp } from './sim/app.js';
+export { TreeApp, TreeModel, pathProblem, treeProblem } from './sim/tree-app.js';
+export type { TreeBugs, TreeModelOptions } from './sim/tree-app.js';
+export { TreeWorkload, sampleTreeParams } from './sim/tree-workload.js';
+export type { TreeParams, TreeWorkloadBugs } from './sim/tree-workload.js';
 export { SimDisk } from './sim/disk.js';
 export type { DiskImage, DiskOptions } from './sim/disk.js';
 export { SimNetwork, RELIABLE_NETWORK } from './sim/network.js';
@@ -16,9 +21,9 @@ export type { CheckerName, CheckedNode, Promises } from './sim/checkers.js';
 export { Trace } from './sim/trace.js';
 export { SimCluster, SimNode, DEFAULT_CLUSTER_CONFIG } from './sim/cluster.js';
 export type { ClusterConfig, ProposeOutcome } from './sim/cluster.js';
-export { BUG_NAMES, BUG_DESCRIPTIONS, bugSwitches, isBugName } from './sim/bugs.js';
+export { BUG_NAMES, BUG_DESCRIPTIONS, TREE_BUGS, bugSwitches, isBugName } from './sim/bugs.js';
 export type { BugName, BugSwitches } from './sim/bugs.js';
-export { runSeed, sampleParams } from './sim/simulate.js';
-export type { SimOptions, SimParams, SimResult, SimViolation, FaultProfile } from './sim/simulate.js';
+export { APP_NAMES, runSeed, sampleParams } from './sim/simulate.js';
+export type { AppName, SimOptions, SimParams, SimResult, SimViolation, FaultProfile } from './sim/simulate.js';
 export { runScenario, SCENARIOS, ScenarioError } from './sim/scenarios.js';
 export type { ScenarioName, ScenarioOptions, ScenarioResult } from './sim/scenarios.js';

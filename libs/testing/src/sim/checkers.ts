@@ -22,6 +22,9 @@ export type CheckerName =
   | 'leader-completeness'
   | 'state-machine-safety'
   | 'durable-state'
+  | 'tree-invariants'
+  | 'exactly-once'
+  | 'session-expiry'
   | 'liveness'
   | 'exception';
 
@@ -32,6 +35,9 @@ export const CHECKERS: readonly CheckerName[] = [
   'leader-completeness',
   'state-machine-safety',
   'durable-state',
+  'tree-invariants',
+  'exactly-once',
+  'session-expiry',
   'liveness',
   'exception',
 ];
@@ -73,8 +79,28 @@ function memoryTerm(s: MemoryStorage, i: number): number | undefined {
   return s.term(i);
 }
 
+/** Payload strings, cached per payload array (log entries are never mutated; tree commands are ~200 bytes). */
+const payloadText = new WeakMap<Uint8Array, string>();
+
+function payloadOf(data: Uint8Array): string {
+  if (data.length < 32) return bytesToString(data);
+  let s = payloadText.get(data);
+  if (s === undefined) {
+    s = bytesToString(data);
+    payloadText.set(data, s);
+  }
+  return s;
+}
+
 export function entryKey(e: Entry): string {
-  return `${e.term}:${e.type}:${bytesToString(e.data)}`;
+  return `${e.term}:${e.type}:${payloadOf(e.data)}`;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 const LOG_KEY_TERM_SPAN = 0x100000; // terms stay far below 2^20 in a simulation run
@@ -278,7 +304,7 @@ export class SafetyChecker {
           if (i > x.snap && i > y.snap) {
             const ex = x.ents[i - x.snap - 1];
             const ey = y.ents[i - y.snap - 1];
-            if (ex.type !== ey.type || bytesToString(ex.data) !== bytesToString(ey.data)) {
+            if (ex.type !== ey.type || !sameBytes(ex.data, ey.data)) {
               this.fail('log-matching', `nodes ${x.id} and ${y.id} hold different entries at (index ${i}, term ${ex.term})`);
             }
           }
@@ -289,7 +315,8 @@ export class SafetyChecker {
 
   // ---- State Machine Safety ------------------------------------------------------------------------------------
 
-  onApply(node: CheckedNode, e: Entry, digest: string): void {
+  /** `digest` is the state after applying `e`, or undefined when the application does not sample this index. */
+  onApply(node: CheckedNode, e: Entry, digest: string | undefined): void {
     const key = entryKey(e);
     const prior = this.appliedKey.get(e.index);
     if (!prior) this.appliedKey.set(e.index, { key, by: node.id });
@@ -299,12 +326,12 @@ export class SafetyChecker {
         `node ${node.id} applied ${describeKey(key)} at index ${e.index}, node ${prior.by} applied ${describeKey(prior.key)}`,
       );
     }
-    this.checkDigest(node, e.index, digest, 'after applying');
+    if (digest !== undefined) this.checkDigest(node, e.index, digest, 'after applying');
   }
 
-  /** A node restored its state machine from a snapshot at `index`. */
-  onRestore(node: CheckedNode, index: number, digest: string): void {
-    this.checkDigest(node, index, digest, 'restored from a snapshot');
+  /** A node restored its state machine from a snapshot at `index` (or, `how`, took one there). */
+  onRestore(node: CheckedNode, index: number, digest: string, how = 'restored from a snapshot'): void {
+    this.checkDigest(node, index, digest, how);
   }
 
   private checkDigest(node: CheckedNode, index: number, digest: string, how: string): void {

@@ -5,14 +5,15 @@
  *   npm run sim -- --seed 42 --verbose    replay seed 42 exactly and print its event trace
  *   npm run sim -- --seeds 200 --bug commit-old-term
  *   npm run sim -- --scenario figure8 --bug commit-old-term
+ *   npm run sim -- --seeds 100 --app tree --stats   the nodes run the real TreeStateMachine
  *
  * One line per failing seed (the violation and the command that replays it); the last line is always
  * `sim: N seeds, V violations`, and the exit code is non-zero when V > 0.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { BUG_NAMES, BugName } from './bugs.js';
+import { BUG_NAMES, BugName, TREE_BUGS } from './bugs.js';
 import { SCENARIOS, ScenarioName, runScenario } from './scenarios.js';
-import { SimResult, runSeed } from './simulate.js';
+import { APP_NAMES, AppName, SimResult, runSeed } from './simulate.js';
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -24,6 +25,7 @@ interface CliOptions {
   seeds?: number;
   seed?: number;
   from: number;
+  app: AppName;
   bug?: BugName;
   ticks?: number;
   scenario?: ScenarioName;
@@ -33,6 +35,7 @@ interface CliOptions {
 
 function replayCommand(seed: number, o: CliOptions): string {
   const parts = ['npm run sim --', `--seed ${seed}`];
+  if (o.app !== 'digest') parts.push(`--app ${o.app}`);
   if (o.bug) parts.push(`--bug ${o.bug}`);
   if (o.ticks) parts.push(`--ticks ${o.ticks}`);
   return parts.join(' ');
@@ -41,11 +44,17 @@ function replayCommand(seed: number, o: CliOptions): string {
 function describe(r: SimResult): string {
   const p = r.params;
   const f = p.faults;
+  const t = p.tree;
+  const tree = t
+    ? `; tree: tick ${t.tickMs} ms, session timeouts ${t.sessionTimeoutTicks.join('-')} ticks, checkpoint every ${t.checkpointEveryTicks}, ` +
+      `digest every ${t.digestEvery}, maxData ${t.maxDataBytes}, retry after ${t.retryAfterTicks}, answer loss ${t.responseLossRate}, ` +
+      `client stops ${t.clientStopRate}, sessions ${t.sessionUse}`
+    : '';
   return (
-    `seed ${r.seed}: ${p.size} nodes, electionTick ${p.electionTick}, heartbeatTick ${p.heartbeatTick}, ` +
+    `seed ${r.seed} (${r.app}): ${p.size} nodes, electionTick ${p.electionTick}, heartbeatTick ${p.heartbeatTick}, ` +
     `${p.faultTicks} fault ticks; net drop ${p.network.dropRate} dup ${p.network.dupRate} delay ${p.network.minDelay}-${p.network.maxDelay}; ` +
     `partitions ${f.partitionRate}, crashes ${f.crashRate} (mid-ready ${f.midReadyCrashRate}), conf changes ${f.confChangeRate}, ` +
-    `transfers ${f.transferRate}; maxSizePerMsg ${p.maxSizePerMsg} maxInflight ${p.maxInflightMsgs}; snapshot every ${p.snapshotEvery} keep ${p.snapshotKeep}; ${p.clients} clients at ${p.clientRate}/tick`
+    `transfers ${f.transferRate}; maxSizePerMsg ${p.maxSizePerMsg} maxInflight ${p.maxInflightMsgs}; snapshot every ${p.snapshotEvery} keep ${p.snapshotKeep}; ${p.clients} clients at ${p.clientRate}/tick${tree}`
   );
 }
 
@@ -56,6 +65,7 @@ function main(argv: string[]): number {
     .option('--seeds <n>', 'run seeds from..from+n-1', positiveInt)
     .option('--seed <s>', 'replay exactly one seed', positiveInt)
     .option('--from <s>', 'first seed for --seeds', positiveInt, 1)
+    .addOption(new Option('--app <name>', 'the state machine the nodes run').choices(APP_NAMES).default('digest'))
     .addOption(new Option('--bug <name>', 'plant a known bug (test only) to prove the checkers bite').choices(BUG_NAMES))
     .option('--ticks <n>', 'override the length of the fault phase (ticks)', positiveInt)
     .addOption(new Option('--scenario <name>', 'run a scripted scenario instead of random seeds').choices(Object.keys(SCENARIOS)))
@@ -69,6 +79,10 @@ function main(argv: string[]): number {
     return code ?? 2;
   }
   const o = program.opts<CliOptions>();
+  if (o.bug && TREE_BUGS.includes(o.bug) && o.app !== 'tree') {
+    console.error(`--bug ${o.bug} lives in the tree state machine: add --app tree`);
+    return 2;
+  }
 
   if (o.scenario) {
     const r = runScenario(o.scenario, { bug: o.bug, verbose: o.verbose, seed: o.seed });
@@ -92,11 +106,19 @@ function main(argv: string[]): number {
   let violations = 0;
   const started = performance.now();
   for (const seed of seeds) {
-    const r = runSeed({ seed, bug: o.bug, ticks: o.ticks, verbose: o.verbose });
+    const r = runSeed({ seed, app: o.app, bug: o.bug, ticks: o.ticks, verbose: o.verbose });
     if (o.verbose) {
       console.log(describe(r));
       for (const line of r.trace ?? []) console.log(line);
       console.log(`seed ${seed}: trace hash ${r.traceHash}, ${r.ticks} ticks`);
+    }
+    if (o.stats && r.app === 'tree') {
+      const s = r.stats;
+      console.log(
+        `seed ${seed}: tree: ${s.treeCommands} commands applied (${s.treeFailed} failed, ${s.treeRetriesDeduplicated} retries deduplicated, ` +
+          `${s.treeStale} stale), ${s.sessionsExpired} sessions expired (${s.sessionsCreated} created, ${s.sessionsClosed} closed), ` +
+          `${s.ephemeralsDeleted} ephemerals deleted (${s.ephemeralsExpired} by expiry), ${s.checkpointsApplied} checkpoints`,
+      );
     }
     if (o.stats) console.log(`seed ${seed}: ${r.ticks} ticks, converged after ${r.convergedAfter ?? '-'}; ${JSON.stringify(r.stats)}`);
     if (r.violation) {

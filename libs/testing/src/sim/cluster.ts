@@ -24,7 +24,7 @@ import {
   emptyHardState,
   isEmptySnapshot,
 } from '@app/raft';
-import { AppState } from './app.js';
+import { AppModel, DIGEST_APP, SimApp } from './app.js';
 import { CheckedNode, Promises, SafetyChecker, noPromises } from './checkers.js';
 import { SimDisk } from './disk.js';
 import { EngineFactory } from './engine-factory.js';
@@ -59,6 +59,8 @@ export interface ClusterConfig {
   /** Also take a snapshot right after applying a membership change (see maybeSnapshot). */
   snapshotOnConfChange: boolean;
   verbose: boolean;
+  /** The state machine every node runs (default: the chained digest, {@link DIGEST_APP}). */
+  app?: AppModel;
 }
 
 export const DEFAULT_CLUSTER_CONFIG: Omit<ClusterConfig, 'seed' | 'factory'> = {
@@ -84,7 +86,7 @@ export class SimNode implements CheckedNode {
   engine: ConsensusEngine | undefined;
   storage = new MemoryStorage();
   readonly disk: SimDisk;
-  app = new AppState();
+  app: SimApp;
   applied = 0;
   confState: ConfState = { voters: [], learners: [] };
   lastSnapshotIndex = 0;
@@ -109,8 +111,10 @@ export class SimNode implements CheckedNode {
   constructor(
     readonly id: NodeId,
     forgetVoteOnLoad: boolean,
+    app: SimApp,
   ) {
     this.disk = new SimDisk({ forgetVoteOnLoad });
+    this.app = app;
   }
 
   isRunning(): boolean {
@@ -143,6 +147,9 @@ export class SimCluster {
   crashPoint: ((node: SimNode, rd: Ready) => boolean) | undefined;
   /** Probability of a crash between write and fsync (random runs; 0 during the liveness phase). */
   midReadyCrashRate: number;
+  /** Workloads: called at the start of every tick, before the clock advances (the application's own timers). */
+  beforeTick: (() => void) | undefined;
+  readonly appModel: AppModel;
   private readonly root: Rng;
   private readonly crashRng: Rng;
   private pendingStarts: NodeId[] = [];
@@ -170,9 +177,10 @@ export class SimCluster {
     this.net = new SimNetwork(this.root.fork('network'), cfg.network);
     this.trace = new Trace(cfg.verbose);
     this.midReadyCrashRate = cfg.midReadyCrashRate;
+    this.appModel = cfg.app ?? DIGEST_APP;
     const voters = Array.from({ length: cfg.size }, (_, i) => i + 1);
     for (const id of voters) {
-      const node = new SimNode(id, cfg.forgetVoteOnRestart);
+      const node = new SimNode(id, cfg.forgetVoteOnRestart, this.appModel.create(id));
       this.nodes.set(id, node);
       this.startEngine(node, voters);
     }
@@ -221,6 +229,7 @@ export class SimCluster {
 
   /** One simulation step: deliver the messages due, then tick every running node. Checks run throughout. */
   tick(): void {
+    this.beforeTick?.();
     this.now++;
     this.checker.now = this.now;
     this.trace.now = this.now;
@@ -317,7 +326,7 @@ export class SimCluster {
     storage.setHardState(img.hardState);
     storage.append(img.entries.filter((e) => e.index > snapIndex));
     node.storage = storage;
-    node.app = snapIndex > 0 ? AppState.decode(img.snapshot.data) : new AppState();
+    node.app = snapIndex > 0 ? this.appModel.decode(img.snapshot.data, id, snapIndex) : this.appModel.create(id);
     node.applied = snapIndex;
     node.lastSnapshotIndex = snapIndex;
     this.startEngine(node);
@@ -331,7 +340,7 @@ export class SimCluster {
 
   private startNewMember(id: NodeId): void {
     if (this.nodes.has(id) || this.removed.has(id)) return;
-    const node = new SimNode(id, this.cfg.forgetVoteOnRestart);
+    const node = new SimNode(id, this.cfg.forgetVoteOnRestart, this.appModel.create(id));
     this.nodes.set(id, node);
     this.startEngine(node);
     this.trace.event('start', [id]);
@@ -395,7 +404,7 @@ export class SimCluster {
       if (snap) {
         node.storage.applySnapshot(snap);
         node.disk.writeSnapshot(snap);
-        node.app = AppState.decode(snap.data);
+        node.app = this.appModel.decode(snap.data, node.id, snap.metadata.index);
         node.applied = snap.metadata.index;
         node.lastSnapshotIndex = snap.metadata.index;
         node.confState = { voters: [...snap.metadata.confState.voters], learners: [...snap.metadata.confState.learners] };
@@ -471,7 +480,7 @@ export class SimCluster {
     }
     node.applied = e.index;
     this.stats.applied++;
-    this.checker.onApply(node, e, node.app.digestHex());
+    this.checker.onApply(node, e, node.app.stateDigest(e.index));
     return e.type === EntryType.ConfChange;
   }
 
@@ -495,7 +504,9 @@ export class SimCluster {
   private maybeSnapshot(node: SimNode, confChanged: boolean): void {
     if (node.applied === node.lastSnapshotIndex) return;
     if (!confChanged && node.applied - node.lastSnapshotIndex < this.cfg.snapshotEvery) return;
-    const snap = node.storage.createSnapshot(node.applied, node.confState, node.app.encode());
+    const data = node.app.encode();
+    if (node.app.snapshotDigest) this.checker.onRestore(node, node.applied, node.app.snapshotDigest(data), 'taking a snapshot');
+    const snap = node.storage.createSnapshot(node.applied, node.confState, data);
     const compactTo = node.applied - this.cfg.snapshotKeep;
     if (compactTo > node.storage.firstIndex() - 1) node.storage.compact(compactTo);
     node.disk.saveAppSnapshot(snap, compactTo);

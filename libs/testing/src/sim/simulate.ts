@@ -8,13 +8,21 @@ import { ConfChangeType, NodeId } from '@app/raft';
 import { BugName, bugSwitches } from './bugs.js';
 import { CheckerName, Violation } from './checkers.js';
 import { SimCluster } from './cluster.js';
+import { TreeModel, treeProblem } from './tree-app.js';
+import { TreeParams, TreeWorkload, sampleTreeParams } from './tree-workload.js';
 import { EngineFactory, raftEngineFactory } from './engine-factory.js';
 import { stringToBytes } from './hash.js';
 import { NetworkProfile, RELIABLE_NETWORK } from './network.js';
 import { Rng } from './prng.js';
 
+/** The state machine the nodes run: the chained digest (default) or the real TreeStateMachine. */
+export const APP_NAMES = ['digest', 'tree'] as const;
+export type AppName = (typeof APP_NAMES)[number];
+
 export interface SimOptions {
   seed: number;
+  /** Default 'digest'. */
+  app?: AppName;
   bug?: BugName;
   factory?: EngineFactory;
   /** Keep the event trace as text in the result. */
@@ -52,6 +60,8 @@ export interface SimParams {
   clientRate: number;
   faultTicks: number;
   livenessBudget: number;
+  /** Tree mode only (sampled from its own stream, so the digest mode's parameters are unchanged). */
+  tree?: TreeParams;
 }
 
 export interface SimViolation {
@@ -62,6 +72,7 @@ export interface SimViolation {
 
 export interface SimResult {
   seed: number;
+  app: AppName;
   bug: BugName | undefined;
   params: SimParams;
   violation: SimViolation | undefined;
@@ -128,7 +139,9 @@ interface Client {
 
 export function runSeed(opts: SimOptions): SimResult {
   const seed = opts.seed;
+  const app = opts.app ?? 'digest';
   const params = sampleParams(seed, opts.ticks);
+  if (app === 'tree') params.tree = sampleTreeParams(seed, params.electionTick);
   const bugs = bugSwitches(opts.bug);
   const root = new Rng(seed);
   const frng = root.fork('faults');
@@ -137,7 +150,21 @@ export function runSeed(opts: SimOptions): SimResult {
   let violation: SimViolation | undefined;
   let convergedAfter: number | undefined;
   let faults: FaultDriver | undefined;
+  let model: TreeModel | undefined;
+  let workload: TreeWorkload | undefined;
   try {
+    const tp = params.tree;
+    if (tp) {
+      model = new TreeModel(
+        {
+          tree: { maxDataBytes: tp.maxDataBytes, minSessionTimeoutMs: 1 },
+          digestEvery: tp.digestEvery,
+          electionTimeoutMs: params.electionTick * tp.tickMs,
+          bugs: { doubleApply: bugs.treeDoubleApply },
+        },
+        tp.tickMs,
+      );
+    }
     cluster = new SimCluster({
       seed,
       size: params.size,
@@ -157,9 +184,18 @@ export function runSeed(opts: SimOptions): SimResult {
       midReadyCrashRate: params.faults.midReadyCrashRate,
       snapshotOnConfChange: true,
       verbose: opts.verbose ?? false,
+      ...(model ? { app: model } : {}),
     });
     const c = cluster;
     faults = new FaultDriver(c, frng, params);
+    if (model && tp) {
+      model.clock = () => c.now;
+      const w = new TreeWorkload(c, model, root.fork('tree-clients'), tp, params.clients, params.clientRate, params.electionTick, {
+        staleTracker: bugs.treeStaleTracker,
+      });
+      workload = w;
+      c.beforeTick = () => w.step();
+    }
     const clients: Client[] = Array.from({ length: params.clients }, (_, i) => ({
       id: i + 1,
       seq: 0,
@@ -170,8 +206,8 @@ export function runSeed(opts: SimOptions): SimResult {
     // Fault phase.
     for (let t = 0; t < params.faultTicks; t++) {
       faults.step();
-      for (const cl of clients) if (crng.chance(params.clientRate)) clientStep(c, crng, cl);
-      c.tick();
+      if (!workload) for (const cl of clients) if (crng.chance(params.clientRate)) clientStep(c, crng, cl);
+      c.tick(); // (tree mode: the workload runs at the start of the tick)
     }
 
     // Liveness phase: heal everything, stop faults and clients, restart every crashed member.
@@ -179,11 +215,13 @@ export function runSeed(opts: SimOptions): SimResult {
     c.net.healAll();
     c.net.profile = { ...RELIABLE_NETWORK };
     c.midReadyCrashRate = 0;
+    if (workload) workload.commands = false; // clients keep their sessions alive, send nothing
     for (const n of c.nodeList()) if (!n.running && !n.decommissioned) c.restart(n.id);
     const start = c.now;
     const ok = c.runUntil(() => c.convergence() === undefined, params.livenessBudget);
     if (ok) convergedAfter = c.now - start;
     else throw new Violation('liveness', `no convergence within ${params.livenessBudget} ticks of healing: ${c.convergence()}`, c.now);
+    if (model) checkTreeConverged(c, model);
   } catch (err) {
     if (err instanceof Violation) violation = { checker: err.checker, detail: err.detail, tick: err.tick };
     else {
@@ -195,6 +233,7 @@ export function runSeed(opts: SimOptions): SimResult {
   }
   return {
     seed,
+    app,
     bug: opts.bug,
     params,
     violation,
@@ -211,9 +250,28 @@ export function runSeed(opts: SimOptions): SimResult {
           leaders: cluster.checker.stats.leaders,
           maxTerm: cluster.checker.stats.maxTerm,
           committed: cluster.checker.stats.maxCommitted,
+          ...(model?.stats ?? {}),
+          ...(model ? Object.fromEntries([...model.codes].sort().map(([k, v]) => [`failed:${k}`, v])) : {}),
+          ...(workload?.stats ?? {}),
         }
       : {},
   };
+}
+
+/** Tree mode, once converged: every member's snapshot is byte-identical to the leader's, and sound. */
+function checkTreeConverged(c: SimCluster, model: TreeModel): void {
+  const l = c.leader()!;
+  const cfg = l.engine!.status().config;
+  const ref = model.app(l.id)!.tree.snapshot();
+  for (const id of [...cfg.voters, ...cfg.learners]) {
+    const snap = model.app(id)!.tree.snapshot();
+    if (snap.length !== ref.length || snap.some((b, i) => b !== ref[i])) {
+      throw new Violation('liveness', `converged, but node ${id}'s tree snapshot differs from leader ${l.id}'s (${snap.length} vs ${ref.length} bytes)`, c.now);
+    }
+  }
+  const bad = treeProblem(model.app(l.id)!.tree);
+  if (bad) throw new Violation('tree-invariants', `leader ${l.id} once converged: ${bad}`, c.now);
+  c.trace.event('tree-final', [l.id, model.app(l.id)!.tree.nodeCount, model.app(l.id)!.tree.lastZxid], model.app(l.id)!.digestHex());
 }
 
 function clientStep(c: SimCluster, rng: Rng, cl: Client): void {
