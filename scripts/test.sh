@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, typecheck, jest (unit, paper, property, storage, integration), then the
-# deterministic simulator over SIM_SEEDS seeds (default 500). Prints `tests: N passed, N failed` last and
+# deterministic simulator over SIM_SEEDS seeds (default 500) and SIM_TREE_SEEDS seeds with the tree state
+# machine (default 300). Prints `tests: N passed, N failed` last and
 # exits non-zero when anything failed.
 set -u
 cd "$(dirname "$0")/.."
 SIM_SEEDS="${SIM_SEEDS:-500}"
+SIM_TREE_SEEDS="${SIM_TREE_SEEDS:-300}"
 passed=0
 failed=0
 mkdir -p .test-results
@@ -37,6 +39,7 @@ else
 fi
 
 step "sim --seeds $SIM_SEEDS" npx tsx libs/testing/src/sim/cli.ts --seeds "$SIM_SEEDS"
+step "sim --seeds $SIM_TREE_SEEDS --app tree" npx tsx libs/testing/src/sim/cli.ts --seeds "$SIM_TREE_SEEDS" --app tree
 
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
