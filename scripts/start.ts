@@ -1,91 +1,146 @@
 /**
- * `npm start` — the local stack as it stands: a 3-node Raft cluster in one process (in-memory transport, real
- * WAL and snapshots under .data/local/n<id>, 10 ms ticks with the seeds' 150–300 ms election timeout). It
- * writes a counter once a second through a rotating node, transfers leadership every 10 s, and prints each
- * node's status. Ctrl-C stops it cleanly; running it again recovers every node from its WAL. The consensus
- * cluster service (gRPC, one process per node) replaces this with issue 3.
+ * `npm start` — the local stack: a 3-member consensus cluster on 127.0.0.1, one child process per member
+ * (`node --import tsx apps/consensus/src/main.ts ...`), data under .data/local/n<id> (kept between runs: a
+ * restart recovers every member from its WAL). Prints each member's endpoints, then a status line every
+ * second (role, term, commit and applied index per member, from the Cluster Status RPC). Ctrl-C (SIGINT) or
+ * SIGTERM stops every child by pid (SIGTERM: a leader hands over first), waiting for each to exit; so does
+ * losing the npm process that launched it.
+ *
+ * Ports: member n (1..3) uses client 2379 + 100(n-1), peer 2380 + 100(n-1), metrics 2381 + 100(n-1);
+ * override the base with SYNOD_BASE_PORT. Timings: 10 ms ticks, 50 ms heartbeat, 150–300 ms election timeout.
  */
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { Entry } from '@app/raft';
-import { InMemoryHub, RaftNode, StateMachine } from '@app/raft-node';
+import { ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadConsensusProto } from '@app/proto';
 
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-class CounterMachine implements StateMachine {
-  value = 0;
-  apply(e: Entry): unknown {
-    this.value += Number(dec.decode(e.data));
-    return this.value;
-  }
-  snapshot(): Uint8Array {
-    return enc.encode(String(this.value));
-  }
-  restore(data: Uint8Array): void {
-    this.value = Number(dec.decode(data));
-  }
-}
-
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const dataRoot = resolve(process.env.SYNOD_DATA_DIR ?? join(root, '.data/local'));
+const base = Number(process.env.SYNOD_BASE_PORT ?? 2379);
 const ids = [1, 2, 3];
-const root = resolve(process.env.SYNOD_DATA_DIR ?? '.data/local');
-const hub = new InMemoryHub();
-const machines = new Map(ids.map((id) => [id, new CounterMachine()]));
-const nodes = ids.map(
-  (id) =>
-    new RaftNode({
-      id,
-      peers: ids,
-      dataDir: join(root, `n${id}`),
-      transport: hub.transport(id),
-      stateMachine: machines.get(id)!,
-      tickMs: 10,
-      electionTicks: 15,
-      maxElectionTicks: 30,
-      heartbeatTicks: 5,
-      snapshotEvery: 100,
-      logger: { info: () => undefined, warn: (m: string) => console.warn(`warn: ${m}`) },
-    }),
-);
+const ports = new Map(ids.map((id) => [id, { client: base + 100 * (id - 1), peer: base + 1 + 100 * (id - 1), metrics: base + 2 + 100 * (id - 1) }]));
+const peers = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)!.peer}`).join(',');
+const clientUrls = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)!.client}`).join(',');
 
-function line(): string {
-  return nodes
-    .map((n) => {
-      const s = n.status();
-      return `n${n.id} ${s.role.padEnd(9)} term=${s.term} leader=${s.leader} commit=${s.commit} applied=${s.applied} counter=${machines.get(n.id)!.value}`;
-    })
-    .join(' | ');
+const children = new Map<number, ChildProcess>();
+const exited = new Map<number, Promise<void>>();
+let stopping = false;
+
+mkdirSync(dataRoot, { recursive: true });
+for (const id of ids) {
+  const p = ports.get(id)!;
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const child = spawn(
+    process.execPath,
+    [
+      '--import', 'tsx', join(root, 'apps/consensus/src/main.ts'),
+      '--node-id', String(id), '--peers', peers, '--client-urls', clientUrls,
+      '--listen-host', '127.0.0.1', '--client-port', String(p.client), '--metrics-port', String(p.metrics),
+      '--data-dir', join(dataRoot, `n${id}`),
+      '--tick-ms', '10', '--heartbeat-ms', '50', '--election-ms', '150', '--election-max-ms', '300',
+    ],
+    { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const log = createWriteStream(join(dataRoot, `n${id}.log`), { flags: 'a' });
+  child.stdout!.pipe(log, { end: false });
+  child.stderr!.pipe(log, { end: false });
+  // Errors also go to the terminal (everything else: the member's log file).
+  child.stderr!.on('data', (b: Buffer) => {
+    for (const line of b.toString().split('\n')) if (/ error |configuration error|failed to start/.test(line)) process.stderr.write(`n${id}: ${line}\n`);
+  });
+  children.set(id, child);
+  exited.set(
+    id,
+    new Promise((r) =>
+      child.once('exit', (code, sig) => {
+        children.delete(id);
+        if (!stopping) process.stderr.write(`n${id} exited (${sig ?? `code ${code}`}); see ${join(dataRoot, `n${id}.log`)}\n`);
+        r();
+      }),
+    ),
+  );
 }
 
-let stopping = false;
-async function stop(): Promise<void> {
+console.log(`synod local stack: 3 consensus members, data and logs under ${dataRoot}`);
+for (const id of ids) {
+  const p = ports.get(id)!;
+  console.log(`  member ${id}: client 127.0.0.1:${p.client}  peer 127.0.0.1:${p.peer}  metrics http://127.0.0.1:${p.metrics}/metrics  (pid ${children.get(id)?.pid})`);
+}
+console.log('Ctrl-C stops every member.');
+
+const { Cluster } = loadConsensusProto();
+const clients = new Map(ids.map((id) => [id, new Cluster(`127.0.0.1:${ports.get(id)!.client}`, grpc.credentials.createInsecure())]));
+
+type Status = { role: string; term: number; leader: number; commitIndex: number; appliedIndex: number; nodeCount: number };
+
+function status(id: number): Promise<Status | undefined> {
+  return new Promise((res) => {
+    const c = clients.get(id)! as unknown as { Status(r: object, o: grpc.CallOptions, cb: (e: Error | null, s: Status) => void): void };
+    c.Status({}, { deadline: Date.now() + 800 }, (err, s) => res(err ? undefined : s));
+  });
+}
+
+async function printStatus(): Promise<void> {
+  const st = await Promise.all(ids.map((id) => status(id)));
+  const leader = st.find((s) => s?.role === 'LEADER');
+  const parts = ids.map((id, i) => {
+    const s = st[i];
+    return s ? `n${id} ${s.role.toLowerCase().padEnd(9)} term ${s.term} commit ${s.commitIndex} applied ${s.appliedIndex}` : `n${id} (no answer)`;
+  });
+  if (stopping) return;
+  const head = leader ? `leader n${ids[st.indexOf(leader)]}, term ${leader.term}, nodes ${leader.nodeCount}` : 'no leader';
+  console.log(`${new Date().toISOString().slice(11, 19)} ${head} | ${parts.join(' | ')}`);
+}
+
+/**
+ * The ppid of process `pid` (Linux /proc), or undefined. `npm start` runs this script under npm → sh → the tsx
+ * CLI; a SIGTERM sent to npm alone kills npm without reaching us, leaving the tsx CLI orphaned (ppid 1). Ctrl-C
+ * reaches the whole process group and needs none of this.
+ */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+const launcher = process.ppid;
+const launcherParent = parentOf(launcher);
+
+const timer = setInterval(() => {
+  void printStatus();
+  // Our launcher lost its own parent (e.g. npm was killed): stop too, instead of leaving the members running.
+  if (launcherParent !== undefined && launcherParent !== 1 && parentOf(launcher) === 1) void stop('SIGTERM');
+}, 1000);
+
+async function stop(signal: NodeJS.Signals): Promise<void> {
   if (stopping) return;
   stopping = true;
   clearInterval(timer);
-  await Promise.all(nodes.map((n) => n.stop()));
-  console.log('stopped; data kept in', root);
+  console.log(`\n${signal}: stopping members ${[...children.keys()].join(', ')}`);
+  for (const [id, child] of children) {
+    try {
+      process.kill(child.pid!, 'SIGTERM');
+    } catch {
+      exited.get(id);
+    }
+  }
+  const deadline = setTimeout(() => {
+    for (const child of children.values()) {
+      process.stderr.write(`member pid ${child.pid} did not stop within 10 s; killing it\n`);
+      process.kill(child.pid!, 'SIGKILL');
+    }
+  }, 10_000);
+  await Promise.all(exited.values());
+  clearTimeout(deadline);
+  for (const c of clients.values()) c.close();
+  console.log('all members stopped');
   process.exit(0);
 }
 
-await mkdir(root, { recursive: true });
-await Promise.all(nodes.map((n) => n.start()));
-console.log(`synod local stack: 3 Raft nodes in one process, data in ${root} (Ctrl-C to stop)`);
-let tick = 0;
-const timer = setInterval(() => {
-  tick++;
-  const via = nodes[tick % nodes.length];
-  via.propose(enc.encode('1')).then(
-    (r) => console.log(`write via n${via.id}: index=${r.index} counter=${String(r.result)} :: ${line()}`),
-    (e: unknown) => console.log(`write via n${via.id} failed: ${(e as Error).message} :: ${line()}`),
-  );
-  if (tick % 10 === 0) {
-    const leader = nodes.find((n) => n.status().role === 'Leader');
-    const target = ids.find((id) => id !== leader?.id) ?? 1;
-    leader?.transferLeadership(target).then(
-      () => console.log(`leadership transferred to n${target}`),
-      (e: unknown) => console.log(`transfer failed: ${(e as Error).message}`),
-    );
-  }
-}, 1000);
-process.on('SIGINT', () => void stop());
-process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('SIGTERM', () => void stop('SIGTERM'));
