@@ -12,6 +12,9 @@ import { ConsensusMember } from './member.js';
 import { deadlineOf, unary } from './coordination.js';
 import { MemberInfo } from './state.js';
 
+/** How far (in entries) a learner may lag the leader's log and still be promoted to voter. */
+const PROMOTE_MAX_LAG = 1000;
+
 type Obj = Record<string, unknown>;
 export const VERSION = '0.1.0';
 const SNAPSHOT_CHUNK = 256 * 1024;
@@ -124,6 +127,16 @@ export class ClusterService {
         const cs = m.status().confState;
         if (cs.voters.includes(id)) throw new ServiceError(grpc.status.FAILED_PRECONDITION, `PromoteMember: member ${id} is already a voter`);
         if (!cs.learners.includes(id)) throw new ServiceError(grpc.status.NOT_FOUND, `PromoteMember: member ${id} is not a learner of this cluster; add it with AddMember first`);
+        // A learner that is far behind would, as a voter, slow every commit (or cost the quorum) until it caught
+        // up: refuse until it has replicated most of the log.
+        const st = m.node.status();
+        const learner = st.progress.find((p) => p.id === id);
+        if (st.leader === m.id && learner && st.lastIndex - learner.match > PROMOTE_MAX_LAG) {
+          throw new ServiceError(
+            grpc.status.FAILED_PRECONDITION,
+            `PromoteMember: learner ${id} is ${st.lastIndex - learner.match} entries behind the leader (match ${learner.match}, last index ${st.lastIndex}); retry once it has caught up (at most ${PROMOTE_MAX_LAG} behind)`,
+          );
+        }
         return this.change(`PromoteMember ${id}`, async () => {
           await m.node.promote(id);
           m.log.info(`member ${id} promoted to voter`);
@@ -147,7 +160,7 @@ export class ClusterService {
         this.requireLeader('TransferLeadership');
         const cs = m.status().confState;
         let target = (req.targetId as number) || 0;
-        if (target === 0) target = cs.voters.find((v) => v !== m.id) ?? 0;
+        if (target === 0) target = m.node.mostCaughtUpVoter() ?? 0;
         if (target === 0) throw new ServiceError(grpc.status.FAILED_PRECONDITION, 'TransferLeadership: there is no other voter to hand leadership to');
         if (!cs.voters.includes(target)) throw new ServiceError(grpc.status.FAILED_PRECONDITION, `TransferLeadership: member ${target} is not a voter (voters: ${cs.voters.join(', ')})`);
         if (target !== m.id) await m.node.transferLeadership(target);

@@ -227,7 +227,7 @@ export class ConsensusMember {
   async handOver(timeoutMs: number): Promise<void> {
     const st = this.node.status();
     if (st.phase !== 'running' || st.leader !== this.id) return;
-    const target = st.confState.voters.find((v) => v !== this.id);
+    const target = this.node.mostCaughtUpVoter();
     if (target === undefined) return;
     this.log.info(`shutting down as leader: transferring leadership to member ${target}`);
     const end = Date.now() + timeoutMs;

@@ -7,6 +7,7 @@ export type {
   RaftNodeOptions,
   RaftNodeLogger,
   RaftNodeStatus,
+  PeerProgress,
   RaftNodePhase,
   ProposeResult,
   ConfChangeResult,

@@ -131,6 +131,17 @@ export interface RaftNodeStatus {
   pendingProposals: number;
   /** Why the node failed (phase 'failed'). */
   error?: string;
+  /** On the leader only: replication progress of every member (match = highest index known replicated). */
+  progress: PeerProgress[];
+}
+
+export interface PeerProgress {
+  id: NodeId;
+  match: number;
+  next: number;
+  state: string;
+  isLearner: boolean;
+  recentActive: boolean;
 }
 
 interface Deadline {
@@ -557,7 +568,21 @@ export class RaftNode implements TransportHandler {
       confState: { voters: [...this.confState.voters], learners: [...this.confState.learners] },
       pendingProposals: this.proposals.size,
       error: this.failure?.message,
+      progress: st ? [...st.progress].map(([id, p]) => ({ id, ...p })) : [],
     };
+  }
+
+  /**
+   * The voter other than this one that is most up to date (highest match; lowest id on ties), from the
+   * leader's progress — the best target for a leadership transfer. Undefined when not leader or alone.
+   */
+  mostCaughtUpVoter(): NodeId | undefined {
+    let best: PeerProgress | undefined;
+    for (const p of this.status().progress) {
+      if (p.id === this.id || p.isLearner) continue;
+      if (!best || p.match > best.match) best = p;
+    }
+    return best?.id;
   }
 
   private checkRunning(reject: (e: unknown) => void): boolean {

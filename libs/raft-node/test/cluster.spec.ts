@@ -25,6 +25,25 @@ describe('RaftNode: a 3-node cluster in one process', () => {
     for (const id of others) expect(c.m(id).node.status().role).toBe(StateType.Follower);
   });
 
+  it('reports replication progress on the leader only, and names the most caught-up voter as transfer target', async () => {
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    const { index } = await leader.node.propose(put('p', '1'));
+    const cut = [1, 2, 3].filter((id) => id !== leader.node.id);
+    // Cut one follower off, write more: the other one is now the most caught up.
+    c.hub.isolate(cut[0], [1, 2, 3]);
+    for (let i = 0; i < 5; i++) await leader.node.propose(put('p', String(i)));
+    const st = leader.node.status();
+    expect(st.progress.map((p) => p.id).sort()).toEqual([1, 2, 3]);
+    const self = st.progress.find((p) => p.id === leader.node.id)!;
+    expect(self.match).toBe(st.lastIndex);
+    expect(st.progress.find((p) => p.id === cut[1])!.match).toBeGreaterThan(index);
+    expect(st.progress.find((p) => p.id === cut[0])!.match).toBeLessThanOrEqual(index);
+    expect(leader.node.mostCaughtUpVoter()).toBe(cut[1]);
+    expect(c.m(cut[1]).node.status().progress).toEqual([]);
+    expect(c.m(cut[1]).node.mostCaughtUpVoter()).toBeUndefined();
+  });
+
   it('applies proposals made on the leader and on a follower on every node, returning index and result', async () => {
     await c.startAll();
     const leader = await c.waitForLeader();
