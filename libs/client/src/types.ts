@@ -1,4 +1,8 @@
 /** The client's view of Synod's messages (docs/api.md). Numbers are JS numbers (all far below 2^53). */
+import type { Stat } from '@app/tree';
+
+/** ZooKeeper's Stat, as the tree keeps it (see docs/tree.md). */
+export type { Stat };
 
 export type CreateMode = 'PERSISTENT' | 'EPHEMERAL' | 'PERSISTENT_SEQUENTIAL' | 'EPHEMERAL_SEQUENTIAL';
 export type Consistency = 'LINEARIZABLE' | 'SEQUENTIAL';
@@ -14,20 +18,6 @@ export interface ResponseHeader {
   memberId: number;
   term: number;
   leaderId: number;
-}
-
-export interface Stat {
-  czxid: number;
-  mzxid: number;
-  pzxid: number;
-  ctime: number;
-  mtime: number;
-  version: number;
-  cversion: number;
-  aversion: number;
-  ephemeralOwner: number;
-  dataLength: number;
-  numChildren: number;
 }
 
 export interface CreateResult {
