@@ -4,6 +4,8 @@
  * conditions and as a ratio against an anchor measured in the same run on the same machine.
  */
 import { Command } from 'commander';
+import { failoverCommand } from './bench/failover.js';
+import { kvCommand } from './bench/kv.js';
 import { raftCommand } from './bench/raft.js';
 
 const program = new Command('bench')
@@ -11,5 +13,7 @@ const program = new Command('bench')
   .showHelpAfterError();
 
 program.addCommand(raftCommand());
+program.addCommand(kvCommand());
+program.addCommand(failoverCommand());
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,11 @@
+/**
+ * @app/lock — the lock service's algorithm and backends: types and validation, the queue algorithm written once
+ * over any QueueStore (queue.ts), the stores (consensus, etcd, Redis, PostgreSQL) and RedLock, FencedResource.
+ * See docs/locks.md.
+ */
+export * from './types.js';
+export * from './backend.js';
+export { decide, shapeConflict, QueueLockBackend } from './queue.js';
+export type { Decision } from './queue.js';
+export { LIMITS, validateAcquire, validateLease, validateListLimit, validateName, validateTtl } from './validate.js';
+export { FencedResource, StaleTokenError } from './fenced-resource.js';
