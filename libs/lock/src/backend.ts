@@ -24,11 +24,11 @@ export interface AcquireContext {
 }
 
 export type AcquireResult =
-  | { granted: Grant }
+  | { granted: Grant; timedOut?: undefined; lost?: undefined }
   /** Not granted: `waitMs` was 0 and the lock is taken, or the wait timed out (signal aborted). */
-  | { granted?: undefined; timedOut: true }
+  | { granted?: undefined; timedOut: true; lost?: undefined }
   /** The entry's lease ended while it waited (never granted). */
-  | { granted?: undefined; timedOut?: false; lost: LostReason };
+  | { granted?: undefined; timedOut?: undefined; lost: LostReason };
 
 export interface LockBackend {
   readonly kind: BackendKind;
