@@ -10,3 +10,4 @@ export { Watch } from './watch.js';
 export type { WatchOptions } from './watch.js';
 export { LEADER_ADDRESS_KEY, LEADER_ID_KEY, NON_RETRYABLE, SessionExpiredError, SynodError, WatchCompactedError, isRetryable, leaderHint, toSynodError } from './errors.js';
 export type * from './types.js';
+export { FencedResource, StaleTokenError } from './fenced.js';

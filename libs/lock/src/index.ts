@@ -8,4 +8,4 @@ export * from './backend.js';
 export { decide, shapeConflict, QueueLockBackend } from './queue.js';
 export type { Decision } from './queue.js';
 export { LIMITS, validateAcquire, validateLease, validateListLimit, validateName, validateTtl } from './validate.js';
-export { FencedResource, StaleTokenError } from './fenced-resource.js';
+export { FencedResource, StaleTokenError } from '@app/client';

@@ -181,6 +181,10 @@ export class QueueLockBackend implements LockBackend {
   async release(name: string, leaseId: string, token: number): Promise<number> {
     const e = await this.store.get(name, leaseId);
     if (e === undefined || e.order !== token) return -1;
+    // The common case (not re-entered) deletes at once: decrementing first would change the entry and wake its
+    // watcher for nothing (a second wake-up per release). A re-entrant Acquire of the same owner racing with its
+    // own last Release may then get a grant whose entry is already gone; its loss watch reports it at once.
+    if (e.holdCount <= 1) return (await this.store.remove(name, leaseId)) ? 0 : -1;
     const left = await this.store.addHolds(name, leaseId, -1);
     if (left === undefined) return -1;
     if (left > 0) return left;
