@@ -11,3 +11,5 @@ export type { WatchOptions } from './watch.js';
 export { LEADER_ADDRESS_KEY, LEADER_ID_KEY, NON_RETRYABLE, SessionExpiredError, SynodError, WatchCompactedError, isRetryable, leaderHint, toSynodError } from './errors.js';
 export type * from './types.js';
 export { FencedResource, StaleTokenError } from './fenced.js';
+export { LockClient, LockHandle, LockLostError, LockTimeoutError } from './lock.js';
+export type { AcquireOptions, LockClientOptions, LockEntry, LockMode } from './lock.js';

@@ -141,6 +141,76 @@ export const METRICS = {
     buckets: SNAPSHOT_BUCKETS,
   },
 
+  // ---- Lock service (apps/lock; label backend only, never lock names) -----------------------------------
+  lockAcquisitions: {
+    name: 'synod_lock_acquisitions_total',
+    type: 'counter',
+    help: 'Acquire requests by outcome: result="granted", "reentered", "timed_out" (wait ran out or try-once failed), "lost" (the waiter\'s lease ended), "cancelled" (the caller went away), "error".',
+    labels: ['backend', 'result'],
+  },
+  lockContended: {
+    name: 'synod_lock_contended_total',
+    type: 'counter',
+    help: 'Acquire requests that had to wait (were queued behind a holder) before their outcome.',
+    labels: ['backend'],
+  },
+  lockWaitDuration: {
+    name: 'synod_lock_wait_duration_seconds',
+    type: 'histogram',
+    help: 'Time from Acquire to grant (granted requests only).',
+    labels: ['backend'],
+    buckets: SNAPSHOT_BUCKETS,
+  },
+  lockHoldDuration: {
+    name: 'synod_lock_hold_duration_seconds',
+    type: 'histogram',
+    help: 'Time from grant to release or loss.',
+    labels: ['backend'],
+    buckets: SNAPSHOT_BUCKETS,
+  },
+  lockHeld: {
+    name: 'synod_lock_held',
+    type: 'gauge',
+    help: 'Grants currently held through this instance.',
+    labels: ['backend'],
+  },
+  lockWaiters: {
+    name: 'synod_lock_waiters',
+    type: 'gauge',
+    help: 'Acquire requests currently waiting on this instance.',
+    labels: ['backend'],
+  },
+  lockLost: {
+    name: 'synod_lock_lost_total',
+    type: 'counter',
+    help: 'Grants lost while held, by reason (LEASE_EXPIRED: not renewed in time; REVOKED / SESSION_LOST: the backend dropped the entry; SERVICE_SHUTDOWN).',
+    labels: ['backend', 'reason'],
+  },
+  lockExpired: {
+    name: 'synod_lock_expired_total',
+    type: 'counter',
+    help: 'Leases (held or waiting) that ended because they were not renewed in time.',
+    labels: ['backend'],
+  },
+  lockReleases: {
+    name: 'synod_lock_releases_total',
+    type: 'counter',
+    help: 'Release calls that removed a hold.',
+    labels: ['backend'],
+  },
+  lockWakeups: {
+    name: 'synod_lock_wakeups_total',
+    type: 'counter',
+    help: 'Times a waiter was woken by a change of the entry it waits on (herd-effect accounting: ideally one per release).',
+    labels: ['backend'],
+  },
+  lockWakeupsPerRelease: {
+    name: 'synod_lock_wakeups_per_release',
+    type: 'gauge',
+    help: 'Waiter wake-ups divided by releases since start (the herd-effect gauge: 1 means each release woke one waiter).',
+    labels: ['backend'],
+  },
+
   // ---- gRPC servers (go-grpc-prometheus names and labels; instrumentService) ----------------------------
   grpcServerStarted: {
     name: 'grpc_server_started_total',

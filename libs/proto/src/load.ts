@@ -24,10 +24,17 @@ export interface PeerProto {
   packageDefinition: protoLoader.PackageDefinition;
 }
 
+export interface LockProto {
+  /** synod.lock.v1.Lock — Acquire, KeepAlive, Release, Describe, List. */
+  Lock: grpc.ServiceClientConstructor;
+  packageDefinition: protoLoader.PackageDefinition;
+}
+
 export const SERVICE_NAMES = {
   coordination: 'synod.consensus.v1.Coordination',
   cluster: 'synod.consensus.v1.Cluster',
   raft: 'synod.peer.v1.Raft',
+  lock: 'synod.lock.v1.Lock',
 } as const;
 
 /** Loads `.proto` files (relative to the proto root) with the shared options. */
@@ -63,4 +70,14 @@ export function loadPeerProto(): PeerProto {
   const pkg = grpc.loadPackageDefinition(packageDefinition);
   peer = { Raft: service(pkg, SERVICE_NAMES.raft), packageDefinition };
   return peer;
+}
+
+let lock: LockProto | undefined;
+
+export function loadLockProto(): LockProto {
+  if (lock) return lock;
+  const packageDefinition = loadPackageDefinition([PROTO_FILES.lock]);
+  const pkg = grpc.loadPackageDefinition(packageDefinition);
+  lock = { Lock: service(pkg, SERVICE_NAMES.lock), packageDefinition };
+  return lock;
 }

@@ -13,6 +13,7 @@ export const PROTO_FILES = {
   coordination: 'synod/consensus/v1/coordination.proto',
   cluster: 'synod/consensus/v1/cluster.proto',
   peer: 'synod/peer/v1/peer.proto',
+  lock: 'synod/lock/v1/lock.proto',
 } as const;
 
 let cached: string | undefined;
