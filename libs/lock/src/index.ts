@@ -5,7 +5,7 @@
  */
 export * from './types.js';
 export * from './backend.js';
-export { decide, shapeConflict, QueueLockBackend } from './queue.js';
+export { decide, holders, shapeConflict, QueueLockBackend } from './queue.js';
 export type { Decision } from './queue.js';
 export { LIMITS, validateAcquire, validateLease, validateListLimit, validateName, validateTtl } from './validate.js';
 export { FencedResource, StaleTokenError } from '@app/client';

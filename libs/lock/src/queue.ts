@@ -34,40 +34,55 @@ interface Shape {
 
 const isSemaphore = (e: Shape): boolean => e.mode === 'EXCLUSIVE' && e.limit > 1;
 
-/** Whether entry `idx` of `entries` (in queue order) holds, and if not what it waits on. Pure. */
+/** Which entries of a queue hold, in one pass (O(n)). Pure. */
+export function holders(entries: readonly (Shape & { key: string })[]): boolean[] {
+  const out: boolean[] = [];
+  let nonShared = 0; // non-SHARED entries seen so far
+  let uniformSem = true; // every entry so far is a semaphore entry with the limit of entry 0
+  const first = entries[0];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    let held: boolean;
+    if (i === 0) held = true;
+    else if (e.mode === 'SHARED') {
+      // Write→read downgrade: the owner's own granted write lock (necessarily entry 0) does not block its read lock.
+      const ownWriterFirst = first.mode !== 'SHARED' && !isSemaphore(first) && e.ownerId !== undefined && first.ownerId === e.ownerId;
+      held = nonShared === 0 || (nonShared === 1 && ownWriterFirst);
+    } else if (isSemaphore(e)) held = uniformSem && isSemaphore(first) && first.limit === e.limit && i < e.limit;
+    else held = false;
+    out.push(held);
+    if (e.mode !== 'SHARED') nonShared++;
+    if (!isSemaphore(e) || !isSemaphore(first) || e.limit !== first.limit) uniformSem = false;
+  }
+  return out;
+}
+
+/** Whether entry `idx` of `entries` (in queue order) holds, and if not what it waits on. Pure, O(n). */
 export function decide(entries: readonly (Shape & { key: string })[], idx: number): Decision {
   const e = entries[idx];
   if (e === undefined) throw new Error(`decide: no entry at ${idx}`);
-  if (idx === 0) return { granted: true };
+  const held = holders(entries.slice(0, idx + 1));
+  if (held[idx]) return { granted: true };
+  let position = 1;
+  for (let i = 0; i < idx; i++) if (!held[i]) position++;
   if (e.mode === 'SHARED') {
-    let writer = -1;
+    // the nearest earlier entry that blocks a reader: a writer (or semaphore entry) other than the owner's own held writer
     for (let i = idx - 1; i >= 0; i--) {
-      if (entries[i].mode === 'SHARED') continue;
-      // Write→read downgrade: the owner's own granted write lock does not block its read lock.
-      if (e.ownerId !== undefined && entries[i].ownerId === e.ownerId && !isSemaphore(entries[i]) && decide(entries, i).granted) continue;
-      writer = i;
-      break;
+      const w = entries[i];
+      if (w.mode === 'SHARED') continue;
+      if (i === 0 && held[0] && !isSemaphore(w) && e.ownerId !== undefined && w.ownerId === e.ownerId) continue;
+      return { granted: false, watch: [w.key], position };
     }
-    if (writer < 0) return { granted: true };
-    return { granted: false, watch: [entries[writer].key], position: waiterPosition(entries, idx) };
   }
-  if (isSemaphore(e)) {
+  if (isSemaphore(e) && idx >= e.limit) {
     let uniform = true;
     for (let i = 0; i < idx; i++) if (!isSemaphore(entries[i]) || entries[i].limit !== e.limit) uniform = false;
     if (uniform) {
-      if (idx < e.limit) return { granted: true };
       const watch = idx === e.limit ? entries.slice(0, e.limit).map((x) => x.key) : [entries[idx - 1].key];
       return { granted: false, watch, position: idx - e.limit + 1 };
     }
   }
-  return { granted: false, watch: [entries[idx - 1].key], position: waiterPosition(entries, idx) };
-}
-
-/** 1 + the number of non-holding entries before `idx`. */
-function waiterPosition(entries: readonly (Shape & { key: string })[], idx: number): number {
-  let waiting = 0;
-  for (let i = 0; i < idx; i++) if (!decide(entries, i).granted) waiting++;
-  return waiting + 1;
+  return { granted: false, watch: [entries[idx - 1].key], position };
 }
 
 /** Why a new entry of `spec`'s shape may not join this queue, or undefined. */
@@ -119,10 +134,11 @@ export class QueueLockBackend implements LockBackend {
       if (conflict !== undefined) throw new LockError('FAILED_PRECONDITION', conflict);
       if (spec.ownerId !== undefined) {
         // Re-entrancy: the owner already holds this lock in the same mode.
+        const held = holders(entries);
         for (let i = 0; i < entries.length; i++) {
           const e = entries[i];
           if (e.ownerId !== spec.ownerId) continue;
-          if (!decide(entries, i).granted) continue;
+          if (!held[i]) continue;
           if (e.mode === 'EXCLUSIVE' && spec.mode === 'SHARED') continue; // downgrade: a new reader entry, granted by decide()
           if (e.mode !== spec.mode)
             throw new LockError(
@@ -203,7 +219,8 @@ export class QueueLockBackend implements LockBackend {
 
   async describe(name: string): Promise<LockDescription> {
     const entries = await this.store.entries(name);
-    return { name, entries: entries.map((e, i): EntryInfo => describeEntry(e, decide(entries, i).granted)) };
+    const held = holders(entries);
+    return { name, entries: entries.map((e, i): EntryInfo => describeEntry(e, held[i])) };
   }
 
   async list(prefix: string, limit: number): Promise<LockSummary[]> {
@@ -212,8 +229,8 @@ export class QueueLockBackend implements LockBackend {
     for (const name of names) {
       const entries = await this.store.entries(name);
       if (entries.length === 0) continue;
-      const holders = entries.filter((_, i) => decide(entries, i).granted).length;
-      out.push({ name, holders, waiters: entries.length - holders });
+      const n = holders(entries).filter(Boolean).length;
+      out.push({ name, holders: n, waiters: entries.length - n });
     }
     return out;
   }

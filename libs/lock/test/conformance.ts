@@ -396,8 +396,11 @@ export function runQueueStoreConformance(label: string, open: () => Promise<Open
         let wakes = 0;
         const first = granted(await b.acquire(spec(name), ctx()));
         const waiters: Promise<AcquireResult>[] = [];
-        for (let i = 0; i < 20; i++) waiters.push(b.acquire(spec(name), ctx(undefined, () => wakes++)));
-        await waitUntil('20 waiters queued', async () => (await b.describe(name)).entries.length === 21, 30_000);
+        // queued one at a time, so that call order is queue order (concurrent enqueues may commit in any order)
+        for (let i = 0; i < 20; i++) {
+          waiters.push(b.acquire(spec(name), ctx(undefined, () => wakes++)));
+          await waitUntil(`waiter ${i} queued`, async () => (await b.describe(name)).entries.length === i + 2, 30_000);
+        }
         await sleep(200);
         expect(wakes).toBe(0);
         let prev = first;
