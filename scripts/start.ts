@@ -1,6 +1,7 @@
 /**
  * `npm start` — the local stack: a 3-member consensus cluster on 127.0.0.1, one child process per member
- * (`node --import tsx apps/consensus/src/main.ts ...`), data under .data/local/n<id> (kept between runs: a
+ * (`node --import tsx apps/consensus/src/main.ts ...`), and one lock service over it (apps/lock, gRPC 2390,
+ * metrics 2391; SYNOD_LOCK_PORT overrides), data under .data/local/n<id> (kept between runs: a
  * restart recovers every member from its WAL). Prints each member's endpoints, then a status line every
  * second (role, term, commit and applied index per member, from the Cluster Status RPC). Ctrl-C (SIGINT) or
  * SIGTERM stops every child by pid (SIGTERM: a leader hands over first), waiting for each to exit; so does
@@ -24,52 +25,59 @@ const ports = new Map(ids.map((id) => [id, { client: base + 100 * (id - 1), peer
 const peers = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)!.peer}`).join(',');
 const clientUrls = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)!.client}`).join(',');
 
-const children = new Map<number, ChildProcess>();
-const exited = new Map<number, Promise<void>>();
+const lockPort = Number(process.env.SYNOD_LOCK_PORT ?? 2390);
+const children = new Map<string, ChildProcess>();
+const exited = new Map<string, Promise<void>>();
 let stopping = false;
 
-mkdirSync(dataRoot, { recursive: true });
-for (const id of ids) {
-  const p = ports.get(id)!;
+/** Starts one child (`name` names its log file `<name>.log`); its errors also go to the terminal. */
+function launch(name: string, args: string[]): void {
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const child = spawn(
-    process.execPath,
-    [
-      '--import', 'tsx', join(root, 'apps/consensus/src/main.ts'),
-      '--node-id', String(id), '--peers', peers, '--client-urls', clientUrls,
-      '--listen-host', '127.0.0.1', '--client-port', String(p.client), '--metrics-port', String(p.metrics),
-      '--data-dir', join(dataRoot, `n${id}`),
-      '--tick-ms', '10', '--heartbeat-ms', '50', '--election-ms', '150', '--election-max-ms', '300',
-    ],
-    { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const log = createWriteStream(join(dataRoot, `n${id}.log`), { flags: 'a' });
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = createWriteStream(join(dataRoot, `${name}.log`), { flags: 'a' });
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
-  // Errors also go to the terminal (everything else: the member's log file).
   child.stderr!.on('data', (b: Buffer) => {
-    for (const line of b.toString().split('\n')) if (/ error |configuration error|failed to start/.test(line)) process.stderr.write(`n${id}: ${line}\n`);
+    for (const line of b.toString().split('\n')) if (/ error |configuration error|failed to start/.test(line)) process.stderr.write(`${name}: ${line}\n`);
   });
-  children.set(id, child);
+  children.set(name, child);
   exited.set(
-    id,
+    name,
     new Promise((r) =>
       child.once('exit', (code, sig) => {
-        children.delete(id);
-        if (!stopping) process.stderr.write(`n${id} exited (${sig ?? `code ${code}`}); see ${join(dataRoot, `n${id}.log`)}\n`);
+        children.delete(name);
+        if (!stopping) process.stderr.write(`${name} exited (${sig ?? `code ${code}`}); see ${join(dataRoot, `${name}.log`)}\n`);
         r();
       }),
     ),
   );
 }
 
+mkdirSync(dataRoot, { recursive: true });
+for (const id of ids) {
+  const p = ports.get(id)!;
+  launch(`n${id}`, [
+    join(root, 'apps/consensus/src/main.ts'),
+    '--node-id', String(id), '--peers', peers, '--client-urls', clientUrls,
+    '--listen-host', '127.0.0.1', '--client-port', String(p.client), '--metrics-port', String(p.metrics),
+    '--data-dir', join(dataRoot, `n${id}`),
+    '--tick-ms', '10', '--heartbeat-ms', '50', '--election-ms', '150', '--election-max-ms', '300',
+  ]);
+}
+launch('lock', [
+  join(root, 'apps/lock/src/main.ts'),
+  '--backend', 'consensus', '--consensus-endpoints', ids.map((id) => `127.0.0.1:${ports.get(id)!.client}`).join(','),
+  '--listen-host', '127.0.0.1', '--port', String(lockPort), '--metrics-port', String(lockPort + 1),
+]);
+
 console.log(`synod local stack: 3 consensus members, data and logs under ${dataRoot}`);
 for (const id of ids) {
   const p = ports.get(id)!;
-  console.log(`  member ${id}: client 127.0.0.1:${p.client}  peer 127.0.0.1:${p.peer}  metrics http://127.0.0.1:${p.metrics}/metrics  (pid ${children.get(id)?.pid})`);
+  console.log(`  member ${id}: client 127.0.0.1:${p.client}  peer 127.0.0.1:${p.peer}  metrics http://127.0.0.1:${p.metrics}/metrics  (pid ${children.get(`n${id}`)?.pid})`);
 }
-console.log('Ctrl-C stops every member.');
+console.log(`  lock service (consensus backend): 127.0.0.1:${lockPort}  metrics http://127.0.0.1:${lockPort + 1}/metrics  (pid ${children.get('lock')?.pid})`);
+console.log('Ctrl-C stops everything.');
 
 const { Cluster } = loadConsensusProto();
 const clients = new Map(ids.map((id) => [id, new Cluster(`127.0.0.1:${ports.get(id)!.client}`, grpc.credentials.createInsecure())]));
@@ -121,24 +129,30 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   if (stopping) return;
   stopping = true;
   clearInterval(timer);
-  console.log(`\n${signal}: stopping members ${[...children.keys()].join(', ')}`);
-  for (const [id, child] of children) {
+  console.log(`\n${signal}: stopping ${[...children.keys()].join(', ')}`);
+  // the lock service first (it tells its holders), then the members
+  const lock = children.get('lock');
+  if (lock) {
+    process.kill(lock.pid!, 'SIGTERM');
+    await Promise.race([exited.get('lock'), new Promise((r) => setTimeout(r, 5000))]);
+  }
+  for (const child of children.values()) {
     try {
       process.kill(child.pid!, 'SIGTERM');
     } catch {
-      exited.get(id);
+      // already gone
     }
   }
   const deadline = setTimeout(() => {
     for (const child of children.values()) {
-      process.stderr.write(`member pid ${child.pid} did not stop within 10 s; killing it\n`);
+      process.stderr.write(`child pid ${child.pid} did not stop within 10 s; killing it\n`);
       process.kill(child.pid!, 'SIGKILL');
     }
   }, 10_000);
   await Promise.all(exited.values());
   clearTimeout(deadline);
   for (const c of clients.values()) c.close();
-  console.log('all members stopped');
+  console.log('all stopped');
   process.exit(0);
 }
 
