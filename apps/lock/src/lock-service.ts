@@ -54,6 +54,9 @@ export function statusOf(err: unknown): Partial<grpc.StatusObject> {
 
 const toMode = (m: unknown): string => (m === 'SHARED' ? 'SHARED' : 'EXCLUSIVE');
 
+/** Lease ids are unique per lock name only (a consensus entry is `x-1-0000000000` in every lock). */
+const leaseKey = (name: string, leaseId: string): string => `${name}\u0000${leaseId}`;
+
 export class LockService {
   private readonly leases = new Map<string, Lease>();
   private closing = false;
@@ -101,10 +104,10 @@ export class LockService {
   }
 
   private track(name: string, leaseId: string, ttlMs: number, deadline: number, phase: Lease['phase']): Lease {
-    let lease = this.leases.get(leaseId);
+    let lease = this.leases.get(leaseKey(name, leaseId));
     if (!lease) {
       lease = { name, leaseId, ttlMs, deadline, timer: undefined, phase, streams: new Set() };
-      this.leases.set(leaseId, lease);
+      this.leases.set(leaseKey(name, leaseId), lease);
       this.arm(lease, deadline);
     }
     return lease;
@@ -119,7 +122,8 @@ export class LockService {
       if (lease.grantedAt !== undefined) this.metrics.holdDuration.observe(this.b(), (Date.now() - lease.grantedAt) / 1000);
     }
     lease.phase = 'gone';
-    if (this.leases.get(lease.leaseId) === lease) this.leases.delete(lease.leaseId);
+    const k = leaseKey(lease.name, lease.leaseId);
+    if (this.leases.get(k) === lease) this.leases.delete(k);
   }
 
   /** The local deadline passed without a renewal. */
@@ -227,7 +231,7 @@ export class LockService {
       uncount();
       if (res.granted) {
         const g = res.granted;
-        let lease = this.leases.get(g.leaseId);
+        let lease = this.leases.get(leaseKey(g.name, g.leaseId));
         if (!lease) {
           // Fresh entry: its backend lease began after `started`. An entry found by request id may be older:
           // renew it first so that the local deadline is again the earlier one.
@@ -288,16 +292,16 @@ export class LockService {
           const leaseId = typeof req.leaseId === 'string' && req.leaseId !== '' ? req.leaseId : (() => {
             throw new LockError('INVALID_ARGUMENT', 'lease_id is required: the lease id from the Queued or Granted event');
           })();
-          const lease = this.leases.get(leaseId);
+          const lease = this.leases.get(leaseKey(name, leaseId));
           const ttlMs = validateTtl(req.ttlMs) || lease?.ttlMs || 10_000;
           if (lease && lease.phase === 'gone') {
-            call.write({ leaseId, lost: true, reason: 'LEASE_EXPIRED', ttlMs: 0 });
+            call.write({ name, leaseId, lost: true, reason: 'LEASE_EXPIRED', ttlMs: 0 });
             return;
           }
           const t = Date.now();
           const ok = await this.backend.renew(name, leaseId, ttlMs);
           if (!ok) {
-            call.write({ leaseId, lost: true, reason: 'LEASE_EXPIRED', ttlMs: 0 });
+            call.write({ name, leaseId, lost: true, reason: 'LEASE_EXPIRED', ttlMs: 0 });
             if (lease?.phase === 'held') void this.lose(lease, 'LEASE_EXPIRED', 'the backend no longer has the entry', false);
             return;
           }
@@ -305,7 +309,7 @@ export class LockService {
             lease.ttlMs = ttlMs;
             this.arm(lease, t + ttlMs);
           }
-          call.write({ leaseId, ttlMs, lost: false, reason: '' });
+          call.write({ name, leaseId, ttlMs, lost: false, reason: '' });
         } catch (err) {
           call.emit('error', statusOf(err));
         }
@@ -323,7 +327,7 @@ export class LockService {
     const left = await this.backend.release(name, leaseId, token);
     if (left < 0) return { released: false, holdCount: 0 };
     this.metrics.release();
-    const lease = this.leases.get(leaseId);
+    const lease = this.leases.get(leaseKey(name, leaseId));
     if (lease && lease.grant?.token === token) {
       if (left === 0) {
         for (const s of lease.streams) s.end();

@@ -68,6 +68,34 @@ describe('lock service over the consensus backend (real processes)', () => {
     expect(await c.list('svc/')).toEqual([]);
   });
 
+  it('keep-alives hold two locks (whose lease ids are alike) past their TTL; an unrenewed one is lost before the next holder is granted', async () => {
+    const c = newClient(a.endpoint);
+    const l1 = await c.acquire('svc/ka/one', { ttlMs: 1500 });
+    const l2 = await c.acquire('svc/ka/two', { ttlMs: 1500 });
+    expect(l1.leaseId).toBe(l2.leaseId); // the first entry of each lock: same node name
+    await sleep(4000);
+    expect(l1.lost).toBe(false);
+    expect(l2.lost).toBe(false);
+    expect((await c.describe('svc/ka/one')).entries.map((e) => e.token)).toEqual([l1.token]);
+    expect((await c.describe('svc/ka/two')).entries.map((e) => e.token)).toEqual([l2.token]);
+    await l1.release();
+    await l2.release();
+    // A raw Acquire that nobody keeps alive: `lost` reaches its stream before a waiter through B is granted.
+    const raw = rawLockClient(a.endpoint);
+    const events: { at: number; ev: Record<string, unknown> }[] = [];
+    const stream = (raw.Acquire as (r: object) => grpc.ClientReadableStream<Record<string, unknown>>).call(raw, { name: 'svc/ka/unrenewed', ttlMs: 1500 });
+    stream.on('data', (ev) => events.push({ at: Date.now(), ev }));
+    stream.on('error', () => undefined);
+    await waitFor('raw grant', () => events.some((e) => e.ev.granted));
+    const other = await newClient(b.endpoint).acquire('svc/ka/unrenewed', { ttlMs: 5000, waitMs: 20_000 });
+    const grantedAt = Date.now();
+    const lost = events.find((e) => e.ev.lost);
+    expect(lost?.ev.lost).toMatchObject({ reason: 'LEASE_EXPIRED' });
+    expect(lost!.at).toBeLessThanOrEqual(grantedAt);
+    await other.release();
+    raw.close();
+  }, 30_000);
+
   it('mutual exclusion across two service instances, checked through a FencedResource', async () => {
     const resource = new FencedResource();
     let value = 0;

@@ -123,6 +123,9 @@ export class LockHandle implements AsyncDisposable {
   }
 }
 
+/** Lease ids are unique per lock name only. */
+const leaseKey = (name: string, leaseId: string): string => `${name}\u0000${leaseId}`;
+
 interface Tracked {
   name: string;
   leaseId: string;
@@ -222,7 +225,7 @@ export class LockClient implements AsyncDisposable {
       const onAbort = (): void => {
         if (!settled) {
           settled = true;
-          if (waiterLease) this.tracked.delete(waiterLease);
+          if (waiterLease) this.tracked.delete(leaseKey(req.name, waiterLease));
           stream.cancel();
           resolve(undefined);
         }
@@ -231,17 +234,17 @@ export class LockClient implements AsyncDisposable {
       const done = (): void => {
         settled = true;
         o.signal?.removeEventListener('abort', onAbort);
-        if (waiterLease && !handle) this.tracked.delete(waiterLease);
+        if (waiterLease && !handle) this.tracked.delete(leaseKey(req.name, waiterLease));
       };
       stream.on('data', (ev: Msg) => {
         if (ev.queued) {
           waiterLease = ev.queued.leaseId as string;
-          if (!this.tracked.has(waiterLease)) this.track({ name: req.name, leaseId: waiterLease, ttlMs: req.ttlMs, endpoint: ep, nextAt: Date.now() + req.ttlMs / 3 });
+          if (!this.tracked.has(leaseKey(req.name, waiterLease))) this.track({ name: req.name, leaseId: waiterLease, ttlMs: req.ttlMs, endpoint: ep, nextAt: Date.now() + req.ttlMs / 3 });
           o.onQueued?.(ev.queued.position as number);
         } else if (ev.granted && !settled) {
           const g = ev.granted;
           handle = new LockHandle(this, ep, g.name, g.mode, Number(g.token), g.leaseId, g.ttlMs, g.holdCount, g.backend, stream);
-          const t = this.tracked.get(g.leaseId);
+          const t = this.tracked.get(leaseKey(g.name, g.leaseId));
           this.track({ name: g.name, leaseId: g.leaseId, ttlMs: g.ttlMs, endpoint: ep, handle, nextAt: t?.nextAt ?? Date.now() + g.ttlMs / 3 });
           done();
           resolve(handle);
@@ -275,11 +278,11 @@ export class LockClient implements AsyncDisposable {
 
   /** @internal */
   forget(h: LockHandle): void {
-    this.tracked.delete(h.leaseId);
+    this.tracked.delete(leaseKey(h.name, h.leaseId));
   }
 
   private track(t: Tracked): void {
-    this.tracked.set(t.leaseId, t);
+    this.tracked.set(leaseKey(t.name, t.leaseId), t);
     if (!this.timer) {
       this.timer = setInterval(() => this.renewDue(), 50);
       this.timer.unref?.();
@@ -294,11 +297,11 @@ export class LockClient implements AsyncDisposable {
     const stream = s;
     this.keepAlives.set(ep, stream);
     stream.on('data', (r: Msg) => {
-      const t = this.tracked.get(r.leaseId as string);
+      const t = this.tracked.get(leaseKey(r.name as string, r.leaseId as string));
       if (!t) return;
       if (r.lost) {
         t.handle?.markLost(r.reason || 'LEASE_EXPIRED', 'the service answered a renewal with lost');
-        this.tracked.delete(t.leaseId);
+        this.tracked.delete(leaseKey(t.name, t.leaseId));
       } else if (t.handle) t.handle.lastRenewal = Date.now();
     });
     const broken = (): void => {
