@@ -4,5 +4,5 @@
  */
 export { PROTO_LOADER_OPTIONS } from './options.js';
 export { PROTO_FILES, protoRoot } from './paths.js';
-export { SERVICE_NAMES, loadConsensusProto, loadLockProto, loadPackageDefinition, loadPeerProto } from './load.js';
-export type { ConsensusProto, LockProto, PeerProto } from './load.js';
+export { SERVICE_NAMES, loadConsensusProto, loadLockProto, loadPackageDefinition, loadPeerProto, loadTxnProto } from './load.js';
+export type { ConsensusProto, LockProto, PeerProto, TxnProto } from './load.js';

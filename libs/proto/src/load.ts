@@ -30,11 +30,24 @@ export interface LockProto {
   packageDefinition: protoLoader.PackageDefinition;
 }
 
+export interface TxnProto {
+  /** synod.txn.v1.Coordinator — 2PC with a replicated decision log, and the outbox message relay. */
+  Coordinator: grpc.ServiceClientConstructor;
+  /** synod.txn.v1.Participant — implemented by business services (libs/participant). */
+  Participant: grpc.ServiceClientConstructor;
+  /** synod.txn.v1.Consumer — implemented by message consumers (libs/outbox). */
+  Consumer: grpc.ServiceClientConstructor;
+  packageDefinition: protoLoader.PackageDefinition;
+}
+
 export const SERVICE_NAMES = {
   coordination: 'synod.consensus.v1.Coordination',
   cluster: 'synod.consensus.v1.Cluster',
   raft: 'synod.peer.v1.Raft',
   lock: 'synod.lock.v1.Lock',
+  coordinator: 'synod.txn.v1.Coordinator',
+  participant: 'synod.txn.v1.Participant',
+  consumer: 'synod.txn.v1.Consumer',
 } as const;
 
 /** Loads `.proto` files (relative to the proto root) with the shared options. */
@@ -80,4 +93,19 @@ export function loadLockProto(): LockProto {
   const pkg = grpc.loadPackageDefinition(packageDefinition);
   lock = { Lock: service(pkg, SERVICE_NAMES.lock), packageDefinition };
   return lock;
+}
+
+let txn: TxnProto | undefined;
+
+export function loadTxnProto(): TxnProto {
+  if (txn) return txn;
+  const packageDefinition = loadPackageDefinition([PROTO_FILES.txn]);
+  const pkg = grpc.loadPackageDefinition(packageDefinition);
+  txn = {
+    Coordinator: service(pkg, SERVICE_NAMES.coordinator),
+    Participant: service(pkg, SERVICE_NAMES.participant),
+    Consumer: service(pkg, SERVICE_NAMES.consumer),
+    packageDefinition,
+  };
+  return txn;
 }

@@ -14,6 +14,7 @@ export const PROTO_FILES = {
   cluster: 'synod/consensus/v1/cluster.proto',
   peer: 'synod/peer/v1/peer.proto',
   lock: 'synod/lock/v1/lock.proto',
+  txn: 'synod/txn/v1/txn.proto',
 } as const;
 
 let cached: string | undefined;
