@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { failoverCommand } from './bench/failover.js';
 import { kvCommand } from './bench/kv.js';
+import { lockCommand } from './bench/lock.js';
 import { memoryCommand } from './bench/memory.js';
 import { raftCommand } from './bench/raft.js';
 
@@ -16,6 +17,7 @@ const program = new Command('bench')
 program.addCommand(raftCommand());
 program.addCommand(kvCommand());
 program.addCommand(failoverCommand());
+program.addCommand(lockCommand());
 program.addCommand(memoryCommand());
 
 await program.parseAsync(process.argv);
