@@ -211,6 +211,95 @@ export const METRICS = {
     labels: ['backend'],
   },
 
+  // ---- Transaction coordinator (apps/txn; no per-transaction labels) ----------------------------------
+  txnTransactions: {
+    name: 'synod_txn_transactions_total',
+    type: 'counter',
+    help: 'Global transactions by outcome: outcome="begun", "committed", "aborted" (phase two completed for the last two).',
+    labels: ['outcome'],
+  },
+  txnCommitDuration: {
+    name: 'synod_txn_commit_duration_seconds',
+    type: 'histogram',
+    help: 'Commit latency: stage="decision" (Commit call to durable decision), stage="end_to_end" (Begin to phase two completed); outcome committed or aborted.',
+    labels: ['stage', 'outcome'],
+    buckets: SNAPSHOT_BUCKETS,
+  },
+  txnPhaseDuration: {
+    name: 'synod_txn_phase_duration_seconds',
+    type: 'histogram',
+    help: 'Duration of phase="prepare" (phase one, all branches), "commit" or "abort" (phase two, all branches, retries included).',
+    labels: ['phase'],
+    buckets: SNAPSHOT_BUCKETS,
+  },
+  txnVotes: {
+    name: 'synod_txn_votes_total',
+    type: 'counter',
+    help: 'Phase-one votes: vote="yes", "no", "timeout" (the participant did not answer in time or was unreachable).',
+    labels: ['vote'],
+  },
+  txnInFlight: {
+    name: 'synod_txn_in_flight',
+    type: 'gauge',
+    help: 'Transactions not completed (active, preparing, or decided with phase two running), per the leader.',
+    labels: [],
+  },
+  txnInDoubt: {
+    name: 'synod_txn_in_doubt',
+    type: 'gauge',
+    help: 'Transactions in phase one or decided but not yet delivered to every branch.',
+    labels: [],
+  },
+  txnOldestInDoubtAge: {
+    name: 'synod_txn_oldest_in_doubt_age_seconds',
+    type: 'gauge',
+    help: 'Age of the oldest in-doubt transaction (0 when none).',
+    labels: [],
+  },
+  txnNeedsAttention: {
+    name: 'synod_txn_needs_attention',
+    type: 'gauge',
+    help: 'Transactions whose phase two failed past its retry bound (state NEEDS_ATTENTION): an operator should look.',
+    labels: [],
+  },
+  txnRecovered: {
+    name: 'synod_txn_recovered_total',
+    type: 'counter',
+    help: 'Unfinished transactions a new leader resumed (phase two again) or aborted (phase one interrupted).',
+    labels: [],
+  },
+  txnIsLeader: {
+    name: 'synod_txn_is_leader',
+    type: 'gauge',
+    help: 'Whether this coordinator replica leads (1) or stands by (0).',
+    labels: [],
+  },
+  txnMessagesPublished: {
+    name: 'synod_txn_messages_published_total',
+    type: 'counter',
+    help: 'Outbox messages accepted by Publish (duplicates by message id not counted).',
+    labels: [],
+  },
+  txnMessagesDelivered: {
+    name: 'synod_txn_messages_delivered_total',
+    type: 'counter',
+    help: 'Message deliveries acknowledged by a consumer.',
+    labels: [],
+  },
+  txnMessagesRedelivered: {
+    name: 'synod_txn_messages_redelivered_total',
+    type: 'counter',
+    help: 'Delivery attempts after a failed or unacknowledged one.',
+    labels: [],
+  },
+  txnMessageDeliveryLag: {
+    name: 'synod_txn_message_delivery_lag_seconds',
+    type: 'histogram',
+    help: 'Time from Publish to the consumer\'s acknowledgment.',
+    labels: [],
+    buckets: SNAPSHOT_BUCKETS,
+  },
+
   // ---- gRPC servers (go-grpc-prometheus names and labels; instrumentService) ----------------------------
   grpcServerStarted: {
     name: 'grpc_server_started_total',
