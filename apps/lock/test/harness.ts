@@ -25,6 +25,10 @@ function childEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/**
+ * A service process (the lock service by default; `main` picks another app with the same --listen-host /
+ * --port / --metrics-port flags, e.g. apps/txn/src/main.ts) on free loopback ports.
+ */
 export class LockServiceProcess {
   proc: ChildProcess | undefined;
   port = 0;
@@ -33,7 +37,10 @@ export class LockServiceProcess {
   private log: WriteStream | undefined;
   private exited: Promise<unknown> | undefined;
 
-  constructor(private readonly args: string[]) {}
+  constructor(
+    private readonly args: string[],
+    private readonly main: string = MAIN,
+  ) {}
 
   get endpoint(): string {
     return `127.0.0.1:${this.port}`;
@@ -45,7 +52,7 @@ export class LockServiceProcess {
 
   get logText(): string {
     try {
-      return readFileSync(join(this.dir, 'lock.log'), 'utf8');
+      return readFileSync(join(this.dir, 'service.log'), 'utf8');
     } catch {
       return '';
     }
@@ -55,21 +62,21 @@ export class LockServiceProcess {
     if (!this.dir) this.dir = await mkdtemp(join(tmpdir(), 'synod-lock-'));
     if (!this.port) this.port = await freePort();
     if (!this.metricsPort) this.metricsPort = await freePort();
-    const args = ['--import', 'tsx', MAIN, '--listen-host', '127.0.0.1', '--port', String(this.port), '--metrics-port', String(this.metricsPort), ...this.args];
+    const args = ['--import', 'tsx', this.main, '--listen-host', '127.0.0.1', '--port', String(this.port), '--metrics-port', String(this.metricsPort), ...this.args];
     const proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    this.log = createWriteStream(join(this.dir, 'lock.log'), { flags: 'a' });
+    this.log = createWriteStream(join(this.dir, 'service.log'), { flags: 'a' });
     proc.stdout!.pipe(this.log, { end: false });
     proc.stderr!.pipe(this.log, { end: false });
     this.proc = proc;
     this.exited = new Promise((r) => proc.once('exit', r));
     try {
-      await waitFor(`lock service on ${this.endpoint}`, async () => {
+      await waitFor(`service ${this.main.split('/').slice(-3).join('/')} on ${this.endpoint}`, async () => {
         if (proc.exitCode !== null) throw new Error(`exited with ${proc.exitCode}`);
         const r = await fetch(`http://127.0.0.1:${this.metricsPort}/readyz`).catch(() => undefined);
         return r?.ok === true;
       }, 30_000);
     } catch (err) {
-      throw new Error(`${(err as Error).message}\n--- lock service log ---\n${this.logText}`);
+      throw new Error(`${(err as Error).message}\n--- service log ---\n${this.logText}`);
     }
   }
 
@@ -155,3 +162,6 @@ export class HolderProcess {
     await this.exited;
   }
 }
+
+export { LockServiceProcess as ServiceProcess };
+export const TXN_MAIN = join(ROOT, 'apps/txn/src/main.ts');

@@ -249,8 +249,8 @@ export class TxnEngine {
     this.metrics.phase('prepare', (Date.now() - p1) / 1000);
     const allYes = votes.every((v) => v.vote === 'YES');
     const why = votes.find((v) => v.vote !== 'YES');
-    const decision: Decision = allYes && preparing.branches.length > 0 ? 'COMMITTED' : 'ABORTED';
-    const reason = allYes ? (preparing.branches.length === 0 ? 'no branches' : '') : `branch ${why!.branchId} voted ${why!.vote}${why!.reason ? `: ${why!.reason}` : ''}`;
+    const decision: Decision = allYes ? 'COMMITTED' : 'ABORTED'; // no branches: a vacuous commit
+    const reason = allYes ? '' : `branch ${why!.branchId} voted ${why!.vote}${why!.reason ? `: ${why!.reason}` : ''}`;
     const decided = await this.mutate(gid, (r) => {
       if (r.decision) return undefined; // an Abort (or Resolve) won the race
       const branches = r.branches.map((b) => {

@@ -13,3 +13,5 @@ export type * from './types.js';
 export { FencedResource, StaleTokenError } from './fenced.js';
 export { LockClient, LockHandle, LockLostError, LockTimeoutError } from './lock.js';
 export type { AcquireOptions, LockClientOptions, LockEntry, LockMode } from './lock.js';
+export { TxnClient, TXN_LEADER_KEY } from './txn.js';
+export type { TxnBranch, TxnClientOptions, TxnInfo, TxnState } from './txn.js';
