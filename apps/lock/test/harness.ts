@@ -40,6 +40,7 @@ export class LockServiceProcess {
   constructor(
     private readonly args: string[],
     private readonly main: string = MAIN,
+    private readonly env: Record<string, string> = {},
   ) {}
 
   get endpoint(): string {
@@ -63,7 +64,7 @@ export class LockServiceProcess {
     if (!this.port) this.port = await freePort();
     if (!this.metricsPort) this.metricsPort = await freePort();
     const args = ['--import', 'tsx', this.main, '--listen-host', '127.0.0.1', '--port', String(this.port), '--metrics-port', String(this.metricsPort), ...this.args];
-    const proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...childEnv(), ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.log = createWriteStream(join(this.dir, 'service.log'), { flags: 'a' });
     proc.stdout!.pipe(this.log, { end: false });
     proc.stderr!.pipe(this.log, { end: false });

@@ -76,6 +76,20 @@ export const EPOCH_KEY = 'synod-txn-epoch';
 
 const key = (gid: string): string => `tx/${gid}`;
 
+/**
+ * Failpoints for fault tests (like etcd's gofail): `SYNOD_TXN_FAILPOINTS=before-decision=5000,after-decision=5000`
+ * makes the leader sleep that many ms after phase one (before writing the decision) or after writing the
+ * decision (before phase two), so a test can SIGKILL it exactly there. Unset in production.
+ */
+function failpoint(name: string): number {
+  const spec = process.env.SYNOD_TXN_FAILPOINTS ?? '';
+  for (const part of spec.split(',')) {
+    const [k, v] = part.split('=');
+    if (k === name) return Number(v) || 0;
+  }
+  return 0;
+}
+
 export class TxnEngine {
   private lead: Leadership | undefined;
   private readonly participants = new Map<string, grpc.Client>();
@@ -249,6 +263,11 @@ export class TxnEngine {
     this.metrics.phase('prepare', (Date.now() - p1) / 1000);
     const allYes = votes.every((v) => v.vote === 'YES');
     const why = votes.find((v) => v.vote !== 'YES');
+    const fpBefore = failpoint('before-decision');
+    if (fpBefore > 0) {
+      this.log.warn(`failpoint before-decision: sleeping ${fpBefore} ms before deciding ${gid}`);
+      await sleep(fpBefore);
+    }
     const decision: Decision = allYes ? 'COMMITTED' : 'ABORTED'; // no branches: a vacuous commit
     const reason = allYes ? '' : `branch ${why!.branchId} voted ${why!.vote}${why!.reason ? `: ${why!.reason}` : ''}`;
     const decided = await this.mutate(gid, (r) => {
@@ -259,7 +278,11 @@ export class TxnEngine {
       });
       return { ...r, state: decision, decision, decidedAtMs: Date.now(), reason: r.reason || reason, branches };
     });
-    this.startPhaseTwo(gid);
+    const fpAfter = failpoint('after-decision');
+    if (fpAfter > 0) {
+      this.log.warn(`failpoint after-decision: ${gid} decided ${decided.decision}; phase two starts in ${fpAfter} ms`);
+      setTimeout(() => this.startPhaseTwo(gid), fpAfter).unref?.();
+    } else this.startPhaseTwo(gid);
     return decided;
   }
 

@@ -8,6 +8,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { CommanderError } from 'commander';
 import { ConfigError, TxnConfig, loadConfig } from './config.js';
+import { createMessageBroker } from './message-broker.js';
 import { TxnModule } from './txn.module.js';
 
 async function main(): Promise<void> {
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const app = await NestFactory.createApplicationContext(TxnModule.forRoot(cfg), {
+  const app = await NestFactory.createApplicationContext(TxnModule.forRoot(cfg, createMessageBroker), {
     logger: cfg.logLevel === 'debug' ? ['error', 'warn', 'log', 'debug'] : ['error', 'warn'],
     abortOnError: false,
   });

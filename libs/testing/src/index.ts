@@ -27,3 +27,5 @@ export { APP_NAMES, runSeed, sampleParams } from './sim/simulate.js';
 export type { AppName, SimOptions, SimParams, SimResult, SimViolation, FaultProfile } from './sim/simulate.js';
 export { runScenario, SCENARIOS, ScenarioError } from './sim/scenarios.js';
 export type { ScenarioName, ScenarioOptions, ScenarioResult } from './sim/scenarios.js';
+export { TcpProxy } from './proxy.js';
+export type { ProxyMode } from './proxy.js';
