@@ -37,9 +37,9 @@ export class TcpProxy {
   static async start(target: string): Promise<TcpProxy> {
     const m = /^(127\.\d+\.\d+\.\d+|localhost):(\d+)$/.exec(target);
     if (!m) throw new Error(`TcpProxy: target must be a loopback host:port, got ${target}`);
-    let proxy!: TcpProxy;
-    const server = createServer((client) => proxy.accept(client));
-    proxy = new TcpProxy(server, m[1], Number(m[2]));
+    const server = createServer();
+    const proxy = new TcpProxy(server, m[1], Number(m[2]));
+    server.on('connection', (client: Socket) => proxy.accept(client));
     await new Promise<void>((res, rej) => {
       server.once('error', rej);
       server.listen(0, '127.0.0.1', () => res());
