@@ -1,7 +1,8 @@
 /**
  * `npm start` — the local stack: a 3-member consensus cluster on 127.0.0.1, one child process per member
- * (`node --import tsx apps/consensus/src/main.ts ...`), and one lock service over it (apps/lock, gRPC 2390,
- * metrics 2391; SYNOD_LOCK_PORT overrides), data under .data/local/n<id> (kept between runs: a
+ * (`node --import tsx apps/consensus/src/main.ts ...`), one lock service over it (apps/lock, gRPC 2390,
+ * metrics 2391; SYNOD_LOCK_PORT overrides) and two transaction coordinator replicas (apps/txn, gRPC 2395 and
+ * 2495, metrics 2396 and 2496; SYNOD_TXN_PORT overrides), data under .data/local/n<id> (kept between runs: a
  * restart recovers every member from its WAL). Prints each member's endpoints, then a status line every
  * second (role, term, commit and applied index per member, from the Cluster Status RPC). Ctrl-C (SIGINT) or
  * SIGTERM stops every child by pid (SIGTERM: a leader hands over first), waiting for each to exit; so does
@@ -26,6 +27,8 @@ const peers = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)!.peer}`).join(','
 const clientUrls = ids.map((id) => `${id}=127.0.0.1:${ports.get(id)!.client}`).join(',');
 
 const lockPort = Number(process.env.SYNOD_LOCK_PORT ?? 2390);
+const txnPort = Number(process.env.SYNOD_TXN_PORT ?? 2395);
+const txnPorts = [txnPort, txnPort + 100];
 const children = new Map<string, ChildProcess>();
 const exited = new Map<string, Promise<void>>();
 let stopping = false;
@@ -65,6 +68,14 @@ for (const id of ids) {
     '--tick-ms', '10', '--heartbeat-ms', '50', '--election-ms', '150', '--election-max-ms', '300',
   ]);
 }
+const consensusEndpoints = ids.map((id) => `127.0.0.1:${ports.get(id)!.client}`).join(',');
+txnPorts.forEach((port, i) =>
+  launch(`txn${i + 1}`, [
+    join(root, 'apps/txn/src/main.ts'),
+    '--consensus-endpoints', consensusEndpoints,
+    '--listen-host', '127.0.0.1', '--port', String(port), '--metrics-port', String(port + 1), '--advertise', `127.0.0.1:${port}`,
+  ]),
+);
 launch('lock', [
   join(root, 'apps/lock/src/main.ts'),
   '--backend', 'consensus', '--consensus-endpoints', ids.map((id) => `127.0.0.1:${ports.get(id)!.client}`).join(','),
@@ -77,6 +88,7 @@ for (const id of ids) {
   console.log(`  member ${id}: client 127.0.0.1:${p.client}  peer 127.0.0.1:${p.peer}  metrics http://127.0.0.1:${p.metrics}/metrics  (pid ${children.get(`n${id}`)?.pid})`);
 }
 console.log(`  lock service (consensus backend): 127.0.0.1:${lockPort}  metrics http://127.0.0.1:${lockPort + 1}/metrics  (pid ${children.get('lock')?.pid})`);
+txnPorts.forEach((port, i) => console.log(`  txn coordinator ${i + 1}: 127.0.0.1:${port}  metrics http://127.0.0.1:${port + 1}/metrics  (pid ${children.get(`txn${i + 1}`)?.pid})`));
 console.log('Ctrl-C stops everything.');
 
 const { Cluster } = loadConsensusProto();
@@ -130,11 +142,12 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   stopping = true;
   clearInterval(timer);
   console.log(`\n${signal}: stopping ${[...children.keys()].join(', ')}`);
-  // the lock service first (it tells its holders), then the members
-  const lock = children.get('lock');
-  if (lock) {
-    process.kill(lock.pid!, 'SIGTERM');
-    await Promise.race([exited.get('lock'), new Promise((r) => setTimeout(r, 5000))]);
+  // the services first (the lock service tells its holders; a coordinator hands over), then the members
+  for (const name of ['lock', 'txn1', 'txn2']) {
+    const child = children.get(name);
+    if (!child) continue;
+    process.kill(child.pid!, 'SIGTERM');
+    await Promise.race([exited.get(name), new Promise((r) => setTimeout(r, 5000))]);
   }
   for (const child of children.values()) {
     try {

@@ -14,3 +14,5 @@ export { raftReadiness, raftLiveness, allOf } from './health.js';
 export type { HealthCheck, HealthResult, StatusSource } from './health.js';
 export { ObservabilityServer } from './http-server.js';
 export type { ObservabilityServerOptions } from './http-server.js';
+export { LockMetrics } from './lock-metrics.js';
+export { TxnMetrics } from './txn-metrics.js';
