@@ -11,13 +11,13 @@
  */
 import { FencedResource, QueueLockBackend } from '@app/lock';
 import type { AcquireResult, AcquireSpec, Grant, QueueStore } from '@app/lock';
+import { sleep, waitUntil, within } from './util.js';
 
 export interface OpenedStore {
   store: QueueStore;
   cleanup: () => Promise<void>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let counter = 0;
 const uniqueName = (what: string): string => `conf/${what}/${Date.now().toString(36)}-${process.pid}-${++counter}`;
@@ -31,24 +31,7 @@ function granted(r: AcquireResult): Grant {
   return r.granted;
 }
 
-/** Resolves when `p` settles or after `ms` with 'pending'. */
-async function within<T>(p: Promise<T>, ms: number): Promise<T | 'pending'> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  const timer = new Promise<'pending'>((r) => (t = setTimeout(() => r('pending'), ms)));
-  try {
-    return await Promise.race([p, timer]);
-  } finally {
-    clearTimeout(t);
-  }
-}
 
-async function waitUntil(what: string, f: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 export function runQueueStoreConformance(label: string, open: () => Promise<OpenedStore>): void {
   describe(`QueueStore conformance: ${label}`, () => {

@@ -7,6 +7,7 @@ import { Etcd3 } from 'etcd3';
 import { EtcdQueueStore, leaseSeconds } from '../src/backends/etcd.js';
 import { EtcdServer } from '../../testing/src/servers/etcd.js';
 import { runQueueStoreConformance } from './conformance.js';
+import { sleep, within } from './util.js';
 
 let server: EtcdServer | undefined;
 let raw: Etcd3 | undefined;
@@ -22,7 +23,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function etcd(): Etcd3 {
   if (raw === undefined) throw new Error('etcd did not start (see beforeAll)');
@@ -35,16 +35,6 @@ async function open(prefix = PREFIX): Promise<{ store: EtcdQueueStore; cleanup: 
   return { store, cleanup: () => store.close() };
 }
 
-/** Resolves when `p` settles or after `ms` with 'pending'. */
-async function within<T>(p: Promise<T>, ms: number): Promise<T | 'pending'> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  const timer = new Promise<'pending'>((r) => (t = setTimeout(() => r('pending'), ms)));
-  try {
-    return await Promise.race([p, timer]);
-  } finally {
-    clearTimeout(t);
-  }
-}
 
 let n = 0;
 const unique = (what: string): string => `etcd/${what}/${Date.now().toString(36)}-${++n}`;

@@ -11,22 +11,13 @@ import type { AcquireResult, Grant } from '@app/lock';
 import { PostgresQueueStore } from '../src/backends/postgres.js';
 import { PostgresServer } from '../../testing/src/servers/postgres.js';
 import { runQueueStoreConformance } from './conformance.js';
+import { sleep, within } from './util.js';
 
 let server: PostgresServer | undefined;
 let admin: pg.Client | undefined;
 const stores: PostgresQueueStore[] = [];
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function within<T>(p: Promise<T>, ms: number): Promise<T | 'pending'> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  const timer = new Promise<'pending'>((r) => (t = setTimeout(() => r('pending'), ms)));
-  try {
-    return await Promise.race([p, timer]);
-  } finally {
-    clearTimeout(t);
-  }
-}
 
 function srv(): PostgresServer {
   if (server === undefined) throw new Error('the PostgreSQL test server did not start (see beforeAll)');

@@ -9,8 +9,8 @@ import { LockError } from '@app/lock';
 import { RedisQueueStore } from '../src/backends/redis.js';
 import { RedisServers } from '../../testing/src/servers/redis.js';
 import { runQueueStoreConformance } from './conformance.js';
+import { sleep, within } from './util.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let servers: RedisServers | undefined;
 let url = '';
@@ -44,14 +44,6 @@ async function store(opts: Partial<ConstructorParameters<typeof RedisQueueStore>
 let n = 0;
 const uname = (what: string): string => `redis/${what}/${Date.now().toString(36)}-${++n}`;
 
-async function within<T>(p: Promise<T>, ms: number): Promise<T | 'pending'> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([p, new Promise<'pending'>((r) => (t = setTimeout(() => r('pending'), ms)))]);
-  } finally {
-    clearTimeout(t);
-  }
-}
 
 /** The `sub=` counts of the server's clients that are subscribed to at least one channel. */
 async function subscribedClients(): Promise<number[]> {

@@ -9,8 +9,8 @@ import type { AcquireResult, AcquireSpec, Grant } from '@app/lock';
 import { RedlockBackend } from '../src/backends/redlock.js';
 import type { RedlockBackendOptions } from '../src/backends/redlock.js';
 import { RedisServers } from '../../testing/src/servers/redis.js';
+import { sleep, waitUntil } from './util.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let servers: RedisServers | undefined;
 let raws: Redis[] = [];
@@ -58,13 +58,6 @@ async function holders(name: string): Promise<boolean[]> {
   return Promise.all(raws.map(async (r) => (await r.get(lockKey(name))) !== null));
 }
 
-async function waitUntil(what: string, f: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 describe('redlock backend', () => {
   it('refuses fewer than 3 instances at construction', () => {

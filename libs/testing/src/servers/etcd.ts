@@ -11,11 +11,11 @@
  * Not exported from @app/testing's index: import this file relatively.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { atMost, findBinary, freePort, sleep, trackPid, untrackPid } from './process.js';
+import { join } from 'node:path';
 
 export interface EtcdServerOptions {
   /** etcd `--heartbeat-interval`, ms. Default 25. */
@@ -28,60 +28,13 @@ export interface EtcdServerOptions {
   startTimeoutMs?: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Waits for `p` at most `ms` (the timer is cleared, so it never holds the process open). */
-async function bounded(p: Promise<void>, ms: number): Promise<void> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await Promise.race([p, new Promise<void>((r) => (t = setTimeout(r, ms)))]);
-  } finally {
-    clearTimeout(t);
-  }
-}
 
-/** Every pid an EtcdServer in this process started and did not yet see exit: killed on process exit. */
-const livePids = new Set<number>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const pid of livePids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
 
-/** The etcd binary: $ETCD_BIN, else the first `etcd` on PATH (plus the Debian location). */
 export function findEtcd(): string {
-  const env = process.env.ETCD_BIN;
-  const candidates = env ? [env] : [...(process.env.PATH ?? '').split(delimiter).filter((d) => d !== '').map((d) => join(d, 'etcd')), '/usr/bin/etcd', '/usr/local/bin/etcd'];
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      // next
-    }
-  }
-  throw new Error(`etcd not found: run \`npm run setup\` (installs Debian etcd-server)${env ? ` — ETCD_BIN=${env} is not executable` : ''}`);
+  return findBinary('etcd', 'ETCD_BIN', ['/usr/bin/etcd', '/usr/local/bin/etcd'], 'installs Debian etcd-server');
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-}
 
 /** true when etcd's /health says the member serves (it has a leader), within `timeoutMs`. */
 async function healthy(clientPort: number, timeoutMs: number): Promise<boolean> {
@@ -133,8 +86,7 @@ export class EtcdServer {
   /** Starts one member; retries on other ports when the process exits at once (a port raced away). Throws when etcd is missing or does not serve in time (after killing it). */
   static async start(opts: EtcdServerOptions = {}): Promise<EtcdServer> {
     const bin = findEtcd();
-    installExitHook();
-    const timeoutMs = opts.startTimeoutMs ?? 20_000;
+        const timeoutMs = opts.startTimeoutMs ?? 20_000;
     let lastError = '';
     for (let attempt = 0; attempt < 5; attempt++) {
       const clientPort = await freePort();
@@ -166,7 +118,7 @@ export class EtcdServer {
         throw new Error(`could not spawn ${bin}: etcd not found: run \`npm run setup\` (installs Debian etcd-server)`);
       }
       const pid = child.pid;
-      livePids.add(pid);
+      trackPid(pid);
       child.once('error', () => undefined); // reported through 'exit' / the health wait
       const output: string[] = [];
       const keep = (d: Buffer): void => {
@@ -177,7 +129,7 @@ export class EtcdServer {
       child.stderr?.on('data', keep);
       const exited = new Promise<void>((res) => {
         child.once('exit', () => {
-          livePids.delete(pid);
+          untrackPid(pid);
           res();
         });
       });
@@ -203,7 +155,7 @@ export class EtcdServer {
       } catch {
         // already gone
       }
-      await bounded(this.exited, 5000);
+      await atMost(this.exited, 5000);
     }
     rmSync(this.dir, { recursive: true, force: true });
   }

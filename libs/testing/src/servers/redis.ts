@@ -9,11 +9,12 @@
  * Not exported from @app/testing's index: import this file relatively.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { atMost, findBinary, freePort, sleep, trackPid, untrackPid } from './process.js';
+import { join } from 'node:path';
 
 export interface RedisServerInfo {
   host: string;
@@ -31,60 +32,13 @@ export interface RedisServersOptions {
   startTimeoutMs?: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Waits for `p` at most `ms` (the timer is cleared when `p` settles first, so it holds no handle open). */
-async function atMost(p: Promise<void>, ms: number): Promise<void> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await Promise.race([p, new Promise<void>((r) => (t = setTimeout(r, ms)))]);
-  } finally {
-    clearTimeout(t);
-  }
-}
 
-/** Every pid any RedisServers in this process started and did not yet see exit: killed on process exit. */
-const livePids = new Set<number>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const pid of livePids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
 
-/** The redis-server binary: $REDIS_SERVER, else the first on PATH (plus the Debian locations). */
 export function findRedisServer(): string {
-  const env = process.env.REDIS_SERVER;
-  const candidates = env ? [env] : [...(process.env.PATH ?? '').split(delimiter).filter((d) => d !== '').map((d) => join(d, 'redis-server')), '/usr/bin/redis-server', '/usr/sbin/redis-server', '/usr/local/bin/redis-server'];
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      // next
-    }
-  }
-  throw new Error(`redis-server not found: run \`npm run setup\` (installs the Debian package redis-server)${env ? ` — REDIS_SERVER=${env} is not executable` : ''}`);
+  return findBinary('redis-server', 'REDIS_SERVER', ['/usr/bin/redis-server', '/usr/sbin/redis-server', '/usr/local/bin/redis-server'], 'installs the Debian package redis-server');
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-}
 
 /** One PING over a raw socket; true on +PONG within `timeoutMs`. */
 function ping(port: number, timeoutMs: number): Promise<boolean> {
@@ -124,8 +78,7 @@ export class RedisServers {
   /** Starts `n` servers (in parallel); on any failure stops the ones already started and throws. */
   static async start(n: number, opts: RedisServersOptions = {}): Promise<RedisServers> {
     const bin = findRedisServer();
-    installExitHook();
-    const servers = new RedisServers(bin, []);
+        const servers = new RedisServers(bin, []);
     const results = await Promise.allSettled(Array.from({ length: n }, () => servers.spawnOne(opts)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
@@ -205,7 +158,7 @@ export class RedisServers {
         throw new Error(`could not spawn ${this.bin}: run \`npm run setup\` to install redis-server`);
       }
       const pid = child.pid;
-      livePids.add(pid);
+      trackPid(pid);
       const output: string[] = [];
       const keep = (d: Buffer): void => {
         output.push(d.toString('utf8'));
@@ -222,7 +175,7 @@ export class RedisServers {
         exited: new Promise<void>((res) => {
           child.once('exit', () => {
             proc.hasExited = true;
-            livePids.delete(pid);
+            untrackPid(pid);
             res();
           });
         }),
