@@ -14,7 +14,12 @@ export class ConfigError extends Error {
 }
 
 export interface TxnConfig {
+  /** Where the decision log lives: the Synod consensus cluster (default) or etcd. */
+  store: 'consensus' | 'etcd';
+  /** Empty when `store` is etcd. */
   consensusEndpoints: string[];
+  /** etcd client endpoints (`store` etcd); empty otherwise. */
+  etcdEndpoints: string[];
   /** Tree path of the coordinator's state in the consensus cluster. */
   root: string;
   sessionTimeoutMs: number;
@@ -38,6 +43,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const cmd = new Command('synod-txn')
     .description('Synod transaction coordinator: two-phase commit with a replicated decision log, and outbox message delivery')
     .exitOverride()
+    .addOption(new Option('--store <kind>', 'where the decision log lives: consensus or etcd').env('SYNOD_TXN_STORE').default('consensus'))
+    .addOption(new Option('--etcd-endpoints <list>', 'host:port of the etcd members (the decision log with --store etcd), comma-separated').env('SYNOD_ETCD_ENDPOINTS'))
     .addOption(new Option('--consensus-endpoints <list>', 'host:port of the Synod consensus members (the decision log), comma-separated').env('SYNOD_CONSENSUS_ENDPOINTS'))
     .addOption(new Option('--root <path>', 'tree path of the coordinator state').env('SYNOD_TXN_ROOT').default('/txn'))
     .addOption(new Option('--session-timeout-ms <ms>', 'election session timeout: how long a dead leader blocks the next').env('SYNOD_TXN_SESSION_TIMEOUT_MS').default('5000'))
@@ -60,14 +67,20 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     Object.assign(process.env, saved);
   }
+  const store = o.store as TxnConfig['store'];
+  if (store !== 'consensus' && store !== 'etcd') throw new ConfigError(`--store (SYNOD_TXN_STORE) must be consensus or etcd, got "${o.store}"`);
   const consensusEndpoints = (o.consensusEndpoints ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (consensusEndpoints.length === 0) throw new ConfigError('--consensus-endpoints (SYNOD_CONSENSUS_ENDPOINTS) is required: host:port of the consensus members that keep the decision log');
+  const etcdEndpoints = (o.etcdEndpoints ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (store === 'etcd' && etcdEndpoints.length === 0) throw new ConfigError('--etcd-endpoints (SYNOD_ETCD_ENDPOINTS) is required with --store etcd: host:port of the etcd members that keep the decision log');
+  if (store === 'consensus' && consensusEndpoints.length === 0) throw new ConfigError('--consensus-endpoints (SYNOD_CONSENSUS_ENDPOINTS) is required: host:port of the consensus members that keep the decision log');
   const port = int(o.port, '--port (SYNOD_TXN_PORT)', 0, 65535);
   const logLevel = o.logLevel as TxnConfig['logLevel'];
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`--log-level must be debug, info, warn or error, got "${o.logLevel}"`);
   if (!o.root!.startsWith('/') || o.root!.startsWith('/synod')) throw new ConfigError(`--root must be an absolute tree path outside /synod, got "${o.root}"`);
   return {
-    consensusEndpoints,
+    store,
+    consensusEndpoints: store === 'consensus' ? consensusEndpoints : [],
+    etcdEndpoints: store === 'etcd' ? etcdEndpoints : [],
     root: o.root!,
     sessionTimeoutMs: int(o.sessionTimeoutMs, '--session-timeout-ms', 1000, 600_000),
     listenHost: o.listenHost!,

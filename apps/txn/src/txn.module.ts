@@ -12,7 +12,7 @@ import { ReflectionService } from '@grpc/reflection';
 import type { Registry } from 'prom-client';
 import { GrpcServerMetrics, ObservabilityServer, createRegistry, instrumentService } from '@app/observability';
 import { SERVICE_NAMES, loadTxnProto } from '@app/proto';
-import { ConsensusTxnStore } from '@app/txn';
+import { ConsensusTxnStore, EtcdTxnStore } from '@app/txn';
 import type { Leadership, TxnStore } from '@app/txn';
 import type { MessageBroker } from './broker.js';
 import type { TxnConfig } from './config.js';
@@ -75,7 +75,7 @@ export class CoordinatorServer implements OnApplicationBootstrap, BeforeApplicat
     this.health.setStatus('', 'SERVING');
     this.health.setStatus(SERVICE_NAMES.coordinator, 'SERVING');
     this.http = await ObservabilityServer.listen({ registry: this.registry, host: this.cfg.listenHost, port: this.cfg.metricsPort });
-    this.log.info(`serving: gRPC ${this.cfg.listenHost}:${this.port} as ${this.cfg.advertise}, metrics ${this.http.url}/metrics; decision log ${this.cfg.root} on ${this.cfg.consensusEndpoints.join(',')}`);
+    this.log.info(`serving: gRPC ${this.cfg.listenHost}:${this.port} as ${this.cfg.advertise}, metrics ${this.http.url}/metrics; decision log ${this.cfg.root} on ${this.cfg.store} ${(this.cfg.store === 'etcd' ? this.cfg.etcdEndpoints : this.cfg.consensusEndpoints).join(',')}`);
     this.campaigning = this.campaignLoop();
   }
 
@@ -141,7 +141,14 @@ export class TxnModule {
         { provide: CONFIG, useValue: cfg },
         { provide: LOGGER, useFactory: (c: TxnConfig) => createLogger(c.logLevel, `txn ${c.advertise}`), inject: [CONFIG] },
         { provide: REGISTRY, useFactory: () => createRegistry() },
-        { provide: STORE, useFactory: (c: TxnConfig) => new ConsensusTxnStore({ endpoints: c.consensusEndpoints, root: c.root, sessionTimeoutMs: c.sessionTimeoutMs }), inject: [CONFIG] },
+        {
+          provide: STORE,
+          useFactory: (c: TxnConfig) =>
+            c.store === 'etcd'
+              ? new EtcdTxnStore({ endpoints: c.etcdEndpoints, prefix: `synod${c.root.replace(/\/+$/, '')}/`, sessionTimeoutMs: c.sessionTimeoutMs })
+              : new ConsensusTxnStore({ endpoints: c.consensusEndpoints, root: c.root, sessionTimeoutMs: c.sessionTimeoutMs }),
+          inject: [CONFIG],
+        },
         { provide: TxnMetrics, useFactory: (r: Registry) => new TxnMetrics(r), inject: [REGISTRY] },
         { provide: TxnEngine, useFactory: (c: TxnConfig, s: TxnStore, m: TxnMetrics, l: Logger) => new TxnEngine(s, c.engine, m, l), inject: [CONFIG, STORE, TxnMetrics, LOGGER] },
         { provide: BROKER, useFactory: (s: TxnStore, m: TxnMetrics, l: Logger) => brokerFactory?.(s, m, l), inject: [STORE, TxnMetrics, LOGGER] },
