@@ -6,7 +6,7 @@
  * Keys are relative paths of `[A-Za-z0-9._-]` segments joined by '/', e.g. `tx/<global id>`,
  * `msg/<topic>/<sequence>`. `list(dir)` returns the direct children of `dir`.
  *
- * Implementations: ConsensusTxnStore (the Synod consensus cluster; default) below; etcd later (docs/txn.md).
+ * Implementations: ConsensusTxnStore (the Synod consensus cluster; default) below; EtcdTxnStore in etcd.ts.
  */
 import * as grpc from '@grpc/grpc-js';
 import { SynodClient, SynodError } from '@app/client';
