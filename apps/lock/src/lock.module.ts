@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import type { Registry } from 'prom-client';
-import { GrpcServerMetrics, ObservabilityServer, createRegistry, instrumentService } from '@app/observability';
+import { GrpcServerMetrics, ObservabilityServer, createLogger, createRegistry, instrumentService } from '@app/observability';
 import { SERVICE_NAMES, loadLockProto } from '@app/proto';
 import type { LockBackend } from '@app/lock';
 import { createBackend } from './backends.js';
@@ -25,15 +25,6 @@ export const LOGGER = Symbol('LOGGER');
 export const REGISTRY = Symbol('REGISTRY');
 export const BACKEND = Symbol('BACKEND');
 
-const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 } as const;
-
-export function createLogger(level: keyof typeof LEVELS, tag = 'lock'): Logger {
-  const min = LEVELS[level];
-  const line = (l: keyof typeof LEVELS, msg: string): void => {
-    if (LEVELS[l] >= min) process.stderr.write(`${new Date().toISOString()} ${l.padEnd(5)} [${tag}] ${msg}\n`);
-  };
-  return { debug: (m) => line('debug', m), info: (m) => line('info', m), warn: (m) => line('warn', m), error: (m) => line('error', m) };
-}
 
 export class LockServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
   readonly server: grpc.Server;
@@ -109,7 +100,7 @@ export class LockModule {
       module: LockModule,
       providers: [
         { provide: CONFIG, useValue: cfg },
-        { provide: LOGGER, useFactory: (c: LockConfig) => createLogger(c.logLevel), inject: [CONFIG] },
+        { provide: LOGGER, useFactory: (c: LockConfig) => createLogger(c.logLevel, `lock :${c.port}`), inject: [CONFIG] },
         { provide: REGISTRY, useFactory: () => createRegistry() },
         { provide: BACKEND, useFactory: (c: LockConfig) => createBackend(c), inject: [CONFIG] },
         { provide: LockMetrics, useFactory: (r: Registry, c: LockConfig) => new LockMetrics(r, c.backend), inject: [REGISTRY, CONFIG] },

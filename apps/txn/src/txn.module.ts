@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import type { Registry } from 'prom-client';
-import { GrpcServerMetrics, ObservabilityServer, createRegistry, instrumentService } from '@app/observability';
+import { GrpcServerMetrics, ObservabilityServer, createLogger, createRegistry, instrumentService } from '@app/observability';
 import { SERVICE_NAMES, loadTxnProto } from '@app/proto';
 import { ConsensusTxnStore, EtcdTxnStore } from '@app/txn';
 import type { Leadership, TxnStore } from '@app/txn';
@@ -27,15 +27,6 @@ export const REGISTRY = Symbol('REGISTRY');
 export const STORE = Symbol('STORE');
 export const BROKER = Symbol('BROKER');
 
-const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 } as const;
-
-export function createLogger(level: keyof typeof LEVELS, tag: string): Logger {
-  const min = LEVELS[level];
-  const line = (l: keyof typeof LEVELS, msg: string): void => {
-    if (LEVELS[l] >= min) process.stderr.write(`${new Date().toISOString()} ${l.padEnd(5)} [${tag}] ${msg}\n`);
-  };
-  return { debug: (m) => line('debug', m), info: (m) => line('info', m), warn: (m) => line('warn', m), error: (m) => line('error', m) };
-}
 
 export class CoordinatorServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
   readonly server: grpc.Server;

@@ -16,3 +16,5 @@ export { ObservabilityServer } from './http-server.js';
 export type { ObservabilityServerOptions } from './http-server.js';
 export { LockMetrics } from './lock-metrics.js';
 export { TxnMetrics } from './txn-metrics.js';
+export { LOG_LEVELS, createLogger } from './logger.js';
+export type { LogLevel, Logger } from './logger.js';
