@@ -39,6 +39,7 @@ beforeAll(async () => {
   await admin.end();
   ordersDb = new pg.Pool({ connectionString: server.connectionStringFor('orders'), max: 4 });
   inventoryDb = new pg.Pool({ connectionString: server.connectionStringFor('inventory'), max: 4 });
+  for (const pool of [ordersDb, inventoryDb]) pool.on('error', () => undefined); // idle connections closed at shutdown
 
   coordinators = [0, 1].map(() => new ServiceProcess(['--consensus-endpoints', consensus, '--session-timeout-ms', '1500', '--prepare-timeout-ms', '3000'], TXN_MAIN));
   for (const c of coordinators) await c.start();

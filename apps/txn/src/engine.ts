@@ -58,7 +58,7 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
   phaseTwoTimeoutMs: 3000,
   phaseTwoAttempts: 8,
   attentionRetryMs: 5000,
-  retentionMs: 3_600_000,
+  retentionMs: 600_000,
   maxPayloadBytes: 256 * 1024,
   maxBranches: 64,
 };
@@ -73,6 +73,8 @@ export interface Logger {
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const EPOCH_KEY = 'synod-txn-epoch';
+/** Gauges (in flight, in doubt, oldest, needs attention) are recomputed from the log at most this often. */
+const GAUGE_INTERVAL_MS = 2000;
 
 const key = (gid: string): string => `tx/${gid}`;
 
@@ -97,6 +99,8 @@ export class TxnEngine {
   private readonly phaseTwo = new Set<string>();
   private readonly deadlines = new Map<string, ReturnType<typeof setTimeout>>();
   private gcTimer: ReturnType<typeof setInterval> | undefined;
+  private gaugeTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastGaugeScan = 0;
   private closed = false;
 
   constructor(
@@ -144,6 +148,8 @@ export class TxnEngine {
 
   private stepDown(): void {
     this.lead = undefined;
+    if (this.gaugeTimer) clearTimeout(this.gaugeTimer);
+    this.gaugeTimer = undefined;
     for (const t of this.deadlines.values()) clearTimeout(t);
     this.deadlines.clear();
     if (this.gcTimer) clearInterval(this.gcTimer);
@@ -464,8 +470,24 @@ export class TxnEngine {
     await this.refreshGauges();
   }
 
+  /**
+   * Asks for a refresh of the gauges, coalesced: at most one scan of the log per `GAUGE_INTERVAL_MS`, however
+   * many transactions finish meanwhile (a scan reads every record, so it must not run per transaction).
+   */
+  refreshGauges(): Promise<void> {
+    if (this.gaugeTimer || !this.leading) return Promise.resolve();
+    const wait = Math.max(0, this.lastGaugeScan + GAUGE_INTERVAL_MS - Date.now());
+    this.gaugeTimer = setTimeout(() => {
+      this.gaugeTimer = undefined;
+      this.lastGaugeScan = Date.now();
+      void this.scanGauges().catch(() => undefined);
+    }, wait);
+    this.gaugeTimer.unref?.();
+    return Promise.resolve();
+  }
+
   /** In-flight, in-doubt (decided or preparing, not completed) and needs-attention gauges, from the log. */
-  async refreshGauges(): Promise<void> {
+  private async scanGauges(): Promise<void> {
     if (!this.leading) return;
     try {
       const all = (await this.store.list('tx')).map((v) => decodeRecord(v.value));

@@ -32,6 +32,7 @@ beforeAll(async () => {
   await admin.end();
   bank1 = new pg.Pool({ connectionString: server.connectionStringFor('bank1'), max: 10 });
   bank2 = new pg.Pool({ connectionString: server.connectionStringFor('bank2'), max: 10 });
+  for (const pool of [bank1, bank2]) pool.on('error', () => undefined); // idle connections closed at shutdown
   await createAccounts(bank1, { a1: 100, a2: 100 });
   await createAccounts(bank2, { b1: 100, b2: 100 });
   replicas = [0, 1].map(() => new ServiceProcess(['--store', 'etcd', '--etcd-endpoints', etcd.endpoint, ...FLAGS], TXN_MAIN, { SYNOD_TXN_FAILPOINTS: 'after-decision=2500' }));
