@@ -9,6 +9,7 @@ import { kvCommand } from './bench/kv.js';
 import { lockCommand } from './bench/lock.js';
 import { memoryCommand } from './bench/memory.js';
 import { raftCommand } from './bench/raft.js';
+import { txnCommand } from './bench/txn.js';
 
 const program = new Command('bench')
   .description('Synod benchmarks (figures are reported as ratios against an anchor measured in the same run)')
@@ -19,5 +20,6 @@ program.addCommand(kvCommand());
 program.addCommand(failoverCommand());
 program.addCommand(lockCommand());
 program.addCommand(memoryCommand());
+program.addCommand(txnCommand());
 
 await program.parseAsync(process.argv);
