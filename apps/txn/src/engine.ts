@@ -96,7 +96,9 @@ export class TxnEngine {
   private lead: Leadership | undefined;
   private readonly participants = new Map<string, grpc.Client>();
   private readonly inFlight = new Map<string, Promise<TxnRecord>>();
-  private readonly phaseTwo = new Set<string>();
+  private readonly phaseTwo = new Map<string, Promise<void>>();
+  /** Completed transactions in completion order, for GC without scanning the log (filled at takeover by the one scan). */
+  private readonly finishedQueue: { gid: string; at: number }[] = [];
   private readonly deadlines = new Map<string, ReturnType<typeof setTimeout>>();
   private gcTimer: ReturnType<typeof setInterval> | undefined;
   private gaugeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -127,6 +129,7 @@ export class TxnEngine {
     this.lead = lead;
     lead.signal.addEventListener('abort', () => this.stepDown(), { once: true });
     const records = await this.store.list('tx');
+    this.finishedQueue.length = 0;
     let recovered = 0;
     for (const v of records) {
       if (lead.signal.aborted) return;
@@ -138,7 +141,9 @@ export class TxnEngine {
         recovered++;
         this.startPhaseTwo(r.globalId);
       } else if (r.state === 'ACTIVE') this.armDeadline(r);
+      else if (r.completed && !(r.resolvedBy && r.decision === 'COMMITTED')) this.finishedQueue.push({ gid: r.globalId, at: r.decidedAtMs ?? r.createdAtMs });
     }
+    this.finishedQueue.sort((a, b) => a.at - b.at);
     this.metrics.recovered.inc(recovered);
     this.gcTimer = setInterval(() => void this.gc().catch(() => undefined), Math.min(60_000, Math.max(1000, this.opts.retentionMs / 4)));
     this.gcTimer.unref?.();
@@ -332,8 +337,7 @@ export class TxnEngine {
   /** Phase two in the background (one runner per transaction on this leader). */
   private startPhaseTwo(gid: string): void {
     if (this.phaseTwo.has(gid) || !this.leading) return;
-    this.phaseTwo.add(gid);
-    void this.runPhaseTwo(gid)
+    const run = this.runPhaseTwo(gid)
       .catch((err: unknown) => {
         if (!(err instanceof NotLeaderError)) this.log.warn(`phase two of ${gid}: ${(err as Error).message}`);
       })
@@ -341,6 +345,7 @@ export class TxnEngine {
         this.phaseTwo.delete(gid);
         void this.refreshGauges();
       });
+    this.phaseTwo.set(gid, run);
   }
 
   private async runPhaseTwo(gid: string): Promise<void> {
@@ -395,6 +400,7 @@ export class TxnEngine {
       branches: r.branches.map((b) => (done.has(b.branchId) ? { ...b, outcome: decision, attempts: Math.max(b.attempts, attempt) } : b.outcome === 'NONE' ? { ...b, outcome: 'ABORTED' } : b)),
     }));
     this.metrics.phase(decision === 'COMMITTED' ? 'commit' : 'abort', (Date.now() - started) / 1000);
+    this.finishedQueue.push({ gid, at: Date.now() });
     this.metrics.finished(decision === 'COMMITTED' ? 'committed' : 'aborted', (Date.now() - cur.rec.createdAtMs) / 1000);
   }
 
@@ -435,6 +441,10 @@ export class TxnEngine {
       return { ...r, state: decision, decision, decidedAtMs: Date.now(), reason: `resolved: ${reason}`, resolvedBy: by };
     });
     this.log.warn(`transaction ${gid} resolved ${decision} by ${by}`);
+    // A COMMIT finished by hand is kept (not garbage-collected): if a branch the operator believed finished is in
+    // fact still prepared, its participant must still find COMMITTED here — deleting the record would make it
+    // read "presumed aborted". An ABORT may go: presumed abort says the same.
+    if (rec.completed && decision === 'ABORTED') this.finishedQueue.push({ gid, at: Date.now() });
     if (!rec.completed) this.startPhaseTwo(gid);
     void this.refreshGauges();
     return rec;
@@ -452,6 +462,13 @@ export class TxnEngine {
 
   private async waitCompleted(gid: string, untilMs: number): Promise<TxnRecord> {
     for (;;) {
+      // phase two running on this leader: wait for it rather than polling the log
+      const running = this.phaseTwo.get(gid);
+      if (running) {
+        let t: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([running, new Promise((r) => (t = setTimeout(r, Math.max(0, untilMs - Date.now()))))]);
+        clearTimeout(t);
+      }
       const cur = await this.read(gid);
       if (!cur) return this.status(gid);
       if (cur.rec.completed || cur.rec.state === 'NEEDS_ATTENTION' || Date.now() > untilMs) return cur.rec;
@@ -459,15 +476,15 @@ export class TxnEngine {
     }
   }
 
+  /** Deletes completed records older than the retention (from the queue: no scan of the log). */
   private async gc(): Promise<void> {
     const lead = this.leading;
     if (!lead) return;
-    const now = Date.now();
-    for (const v of await this.store.list('tx')) {
-      const r = decodeRecord(v.value);
-      if (r.completed && (r.decidedAtMs ?? r.createdAtMs) + this.opts.retentionMs < now) await this.store.delete(v.key, v.version, lead).catch(() => undefined);
+    const cutoff = Date.now() - this.opts.retentionMs;
+    while (this.finishedQueue.length > 0 && this.finishedQueue[0].at < cutoff && !lead.signal.aborted) {
+      const { gid } = this.finishedQueue.shift()!;
+      await this.store.delete(key(gid), undefined, lead).catch(() => undefined);
     }
-    await this.refreshGauges();
   }
 
   /**

@@ -303,6 +303,22 @@ describe('transaction coordinator (real processes, PostgreSQL participants)', ()
     expect(await total()).toBe(before);
   }, 120_000);
 
+  it('completed transactions are garbage-collected after the retention; then they read as presumed aborted', async () => {
+    const replica = new ServiceProcess(['--consensus-endpoints', consensus, '--root', '/txn-gc', '--retention-ms', '1000', ...FLAGS], TXN_MAIN);
+    await replica.start();
+    const c = new TxnClient({ endpoints: [replica.endpoint], deadlineMs: 20_000 });
+    try {
+      const { globalId } = await c.begin({ timeoutMs: 5000 });
+      expect(await c.commit(globalId, { wait: true })).toMatchObject({ state: 'COMMITTED', completed: true });
+      expect((await c.list()).map((t) => t.globalId)).toContain(globalId);
+      await waitFor('the record collected', async () => !(await c.list()).some((t) => t.globalId === globalId), 15_000);
+      expect(await c.status(globalId)).toMatchObject({ state: 'ABORTED', reason: expect.stringMatching(/presumed/) });
+    } finally {
+      c.close();
+      await replica.stop();
+    }
+  }, 60_000);
+
   it('bad input gets a clear status and changes nothing', async () => {
     const c = main.client;
     await expect(c.begin({ timeoutMs: 5 })).rejects.toMatchObject({ codeName: 'INVALID_ARGUMENT' });
