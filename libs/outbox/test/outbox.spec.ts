@@ -259,7 +259,8 @@ describe('StoreMessageBroker on a 3-member consensus cluster', () => {
     await sleep(500);
     checkEffects(await fx.rows(), new Map([['k', 2]]));
     // acknowledged by the only subscriber and past the retention: deleted, floor moved
-    await waitFor('messages garbage-collected', async () => (await coord.store.list(brokerKeys.msgDir('dups'))).length === 0, 30_000, 200);
+    // the collector deletes the messages, then moves the floor: wait for both
+    await waitFor('messages garbage-collected', async () => (await coord.store.list(brokerKeys.msgDir('dups'))).length === 0 && (await coord.store.get(brokerKeys.floor('dups'))) !== undefined, 30_000, 200);
     expect(await coord.store.get(brokerKeys.msgId('m-0'))).toBeUndefined();
     const floor = await coord.store.get(brokerKeys.floor('dups'));
     expect(JSON.parse(floor!.value.toString('utf8')).n).toBeGreaterThanOrEqual(first.sequence);
