@@ -99,6 +99,12 @@ export class TxnEngine {
   private readonly phaseTwo = new Map<string, Promise<void>>();
   /** Completed transactions in completion order, for GC without scanning the log (filled at takeover by the one scan). */
   private readonly finishedQueue: { gid: string; at: number }[] = [];
+  /**
+   * The records this leader wrote, with their version after the write: only the leader writes (guarded by its
+   * epoch), so its next compare-and-set can skip the read. A failed CAS drops the entry and re-reads. Cleared
+   * on every change of leadership; an entry goes when its transaction completes.
+   */
+  private readonly cache = new Map<string, { rec: TxnRecord; version: number }>();
   private readonly deadlines = new Map<string, ReturnType<typeof setTimeout>>();
   private gcTimer: ReturnType<typeof setInterval> | undefined;
   private gaugeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -126,6 +132,7 @@ export class TxnEngine {
 
   /** Takes over as leader: resumes every unfinished transaction (see the header). */
   async becomeLeader(lead: Leadership): Promise<void> {
+    this.cache.clear();
     this.lead = lead;
     lead.signal.addEventListener('abort', () => this.stepDown(), { once: true });
     const records = await this.store.list('tx');
@@ -153,6 +160,7 @@ export class TxnEngine {
 
   private stepDown(): void {
     this.lead = undefined;
+    this.cache.clear();
     if (this.gaugeTimer) clearTimeout(this.gaugeTimer);
     this.gaugeTimer = undefined;
     for (const t of this.deadlines.values()) clearTimeout(t);
@@ -181,14 +189,30 @@ export class TxnEngine {
   private async mutate(gid: string, f: (r: TxnRecord) => TxnRecord | undefined): Promise<TxnRecord> {
     const lead = this.mustLead();
     for (let i = 0; i < 50; i++) {
-      const cur = await this.read(gid);
+      const cur = this.cache.get(gid) ?? (await this.read(gid));
       if (!cur) throw new TxnError('NOT_FOUND', `transaction ${gid} does not exist (never begun, or finished and forgotten: presumed aborted)`);
       const next = f(cur.rec);
       if (!next) return cur.rec;
       next.epoch = lead.epoch;
-      if (await this.store.update(key(gid), encodeRecord(next), cur.version, lead)) return next;
+      const version = await this.store.updateVersioned(key(gid), encodeRecord(next), cur.version, lead);
+      if (version !== undefined) {
+        if (next.completed) this.cache.delete(gid);
+        else this.remember(gid, next, version);
+        return next;
+      }
+      this.cache.delete(gid); // stale: re-read
     }
     throw new TxnError('ABORTED', `transaction ${gid} kept changing under 50 compare-and-set attempts; retry`);
+  }
+
+  private remember(gid: string, rec: TxnRecord, version: number): void {
+    if (this.cache.size >= 100_000) this.cache.clear();
+    this.cache.set(gid, { rec, version });
+  }
+
+  /** The record as this leader last wrote it, else from the store. */
+  private async current(gid: string): Promise<{ rec: TxnRecord; version: number } | undefined> {
+    return this.cache.get(gid) ?? (await this.read(gid));
   }
 
   // ---- API ------------------------------------------------------------------------------------------------
@@ -198,11 +222,13 @@ export class TxnEngine {
     const globalId = gid ?? randomUUID();
     const now = Date.now();
     const rec: TxnRecord = { globalId, state: 'ACTIVE', branches: [], createdAtMs: now, deadlineMs: now + timeoutMs, epoch: lead.epoch, completed: false };
-    if (!(await this.store.create(key(globalId), encodeRecord(rec), lead))) {
+    const version = await this.store.createVersioned(key(globalId), encodeRecord(rec), lead);
+    if (version === undefined) {
       const cur = (await this.read(globalId))!;
       if (cur && gid !== undefined) return cur.rec; // idempotent Begin with the caller's id
       throw new TxnError('FAILED_PRECONDITION', `transaction ${globalId} already exists`);
     }
+    this.remember(globalId, rec, version);
     this.metrics.begun();
     this.armDeadline(rec);
     return rec;
@@ -250,7 +276,7 @@ export class TxnEngine {
   }
 
   private async runCommit(gid: string): Promise<TxnRecord> {
-    const cur = await this.read(gid);
+    const cur = await this.current(gid);
     if (!cur) throw new TxnError('NOT_FOUND', `transaction ${gid} does not exist (never begun, or timed out and forgotten: presumed aborted)`);
     if (cur.rec.decision) return cur.rec; // a retried Commit: the decision already made
     if (cur.rec.state === 'PREPARING') return this.waitDecided(gid, cur.rec.deadlineMs + this.opts.prepareTimeoutMs + 10_000);
@@ -349,7 +375,7 @@ export class TxnEngine {
   }
 
   private async runPhaseTwo(gid: string): Promise<void> {
-    const cur = await this.read(gid);
+    const cur = await this.current(gid);
     if (!cur?.rec.decision || cur.rec.completed) return;
     const decision = cur.rec.decision;
     const method = decision === 'COMMITTED' ? 'Commit' : 'Abort';
@@ -361,7 +387,7 @@ export class TxnEngine {
     let flagged = cur.rec.state === 'NEEDS_ATTENTION';
     while (pending.size > 0 && this.leading && !this.closed) {
       attempt++;
-      const rec = (await this.read(gid))!.rec;
+      const rec = (await this.current(gid))!.rec;
       await Promise.all(
         rec.branches
           .filter((b) => pending.has(b.branchId))
@@ -388,7 +414,7 @@ export class TxnEngine {
         void this.refreshGauges();
       }
       await sleep(flagged ? this.opts.attentionRetryMs : Math.min(2000, 100 * 2 ** (attempt - 1)));
-      const now = (await this.read(gid))?.rec;
+      const now = (await this.current(gid))?.rec;
       if (!now || now.completed) return; // resolved by an operator meanwhile
       for (const b of now.branches) if (b.outcome !== 'NONE') pending.delete(b.branchId);
     }

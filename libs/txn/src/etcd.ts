@@ -230,6 +230,11 @@ export class EtcdTxnStore implements TxnStore {
    * the write's own condition failed; NotLeaderError when the leader key is gone or another one.
    */
   private async write(what: string, lead: Leadership | undefined, compare: ICompare[], op: IRequestOp, applied?: (res: IResponseOp | undefined) => boolean): Promise<boolean> {
+    return (await this.writeRevision(what, lead, compare, op, applied)) !== undefined;
+  }
+
+  /** The same, returning the revision of the write (the key's new mod revision), or undefined when not applied. */
+  private async writeRevision(what: string, lead: Leadership | undefined, compare: ICompare[], op: IRequestOp, applied?: (res: IResponseOp | undefined) => boolean): Promise<number | undefined> {
     const g = lead ? this.leadOf(lead) : undefined; // a leadership already known lost fails without a round trip
     return this.call(what, async () => {
       const guardKey = g ? Buffer.from(g.key, 'utf8') : undefined;
@@ -238,7 +243,7 @@ export class EtcdTxnStore implements TxnStore {
         success: [op],
         failure: g ? [{ request_range: { key: guardKey } }] : [],
       }, this.opts());
-      if (res.succeeded) return applied ? applied(res.responses[0]) : true;
+      if (res.succeeded) return !applied || applied(res.responses[0]) ? Number(res.header.revision) : undefined;
       if (g) {
         const kv = (res.responses[0]?.response_range as IRangeResponse | undefined)?.kvs[0];
         if (kv === undefined || Number(kv.create_revision) !== g.epoch) {
@@ -246,13 +251,26 @@ export class EtcdTxnStore implements TxnStore {
           throw new NotLeaderError(`candidate ${lead!.candidateId} (epoch ${g.epoch}) is no longer the leader: its election key is gone`);
         }
       }
-      return false;
+      return undefined;
     });
   }
 
   async create(key: string, value: Buffer, lead?: Leadership): Promise<boolean> {
     const k = this.dataKey(key);
     return this.write(`create ${key}`, lead, [{ key: k, target: 'Version', result: 'Equal', version: 0 }], { request_put: { key: k, value } });
+  }
+
+  async createVersioned(key: string, value: Buffer, lead?: Leadership): Promise<number | undefined> {
+    const k = this.dataKey(key);
+    return this.writeRevision(`create ${key}`, lead, [{ key: k, target: 'Version', result: 'Equal', version: 0 }], { request_put: { key: k, value } });
+  }
+
+  async updateVersioned(key: string, value: Buffer, version: number, lead?: Leadership): Promise<number | undefined> {
+    const k = this.dataKey(key);
+    return this.writeRevision(`update ${key}`, lead, [
+      { key: k, target: 'Version', result: 'Greater', version: 0 },
+      { key: k, target: 'Mod', result: 'Equal', mod_revision: version },
+    ], { request_put: { key: k, value } });
   }
 
   async update(key: string, value: Buffer, version: number, lead?: Leadership): Promise<boolean> {

@@ -48,6 +48,13 @@ export interface TxnStore {
   create(key: string, value: Buffer, lead?: Leadership): Promise<boolean>;
   /** Compare-and-set on `version`; false when the key is absent or at another version. */
   update(key: string, value: Buffer, version: number, lead?: Leadership): Promise<boolean>;
+  /**
+   * `create` / `update` that also return the key's version after the write (undefined when the condition
+   * failed), so a leader can keep the records it writes cached and skip the read before its next
+   * compare-and-set.
+   */
+  createVersioned(key: string, value: Buffer, lead?: Leadership): Promise<number | undefined>;
+  updateVersioned(key: string, value: Buffer, version: number, lead?: Leadership): Promise<number | undefined>;
   /** Deletes (at `version` if given); false when absent or at another version. */
   delete(key: string, version?: number, lead?: Leadership): Promise<boolean>;
   /** Resolves once `candidateId` leads (FIFO among candidates); rejects if `signal` aborts first. */
@@ -159,15 +166,23 @@ export class ConsensusTxnStore implements TxnStore {
 
   /** Runs a guarded write as a multi; maps the failing op to false (the write's own condition) or NotLeaderError. */
   private async guarded(lead: Leadership | undefined, op: Parameters<SynodClient['multi']>[0][number], falseOn: grpc.status[]): Promise<boolean> {
+    return (await this.guardedVersion(lead, op, falseOn)) !== undefined;
+  }
+
+  /** The same, returning the written node's version (-1 for a delete), or undefined when the condition failed. */
+  private async guardedVersion(lead: Leadership | undefined, op: Parameters<SynodClient['multi']>[0][number], falseOn: grpc.status[]): Promise<number | undefined> {
     const checks = this.guard(lead);
     const r = await this.client.multi([...checks, op]);
-    if (r.succeeded) return true;
+    if (r.succeeded) {
+      const res = r.results[checks.length];
+      return res && (res.kind === 'create' || res.kind === 'set') ? res.stat.version : -1;
+    }
     if (checks.length > 0 && r.failedOp === 0) {
       this.lose(lead!);
       throw new NotLeaderError(`candidate ${lead!.candidateId} (epoch ${lead!.epoch}) is no longer the leader: its election node is gone`);
     }
     const failed = r.results[r.failedOp];
-    if (failed?.kind === 'error' && falseOn.includes(failed.code)) return false;
+    if (failed?.kind === 'error' && falseOn.includes(failed.code)) return undefined;
     throw new Error(`consensus store: ${op.op} ${op.path} failed: ${failed?.kind === 'error' ? failed.message : 'unknown'}`);
   }
 
@@ -182,10 +197,24 @@ export class ConsensusTxnStore implements TxnStore {
   }
 
   async update(key: string, value: Buffer, version: number, lead?: Leadership): Promise<boolean> {
+    return (await this.updateVersioned(key, value, version, lead)) !== undefined;
+  }
+
+  async updateVersioned(key: string, value: Buffer, version: number, lead?: Leadership): Promise<number | undefined> {
     try {
-      return await this.guarded(lead, { op: 'set', path: this.path(key), data: value, version }, [grpc.status.NOT_FOUND, grpc.status.FAILED_PRECONDITION]);
+      return await this.guardedVersion(lead, { op: 'set', path: this.path(key), data: value, version }, [grpc.status.NOT_FOUND, grpc.status.FAILED_PRECONDITION]);
     } catch (err) {
       wrap(err, `update ${key}`);
+    }
+  }
+
+  async createVersioned(key: string, value: Buffer, lead?: Leadership): Promise<number | undefined> {
+    try {
+      const dir = key.includes('/') ? key.slice(0, key.lastIndexOf('/')) : '';
+      await this.ensureDir(dir ? this.path(dir) : `${this.root}/data`);
+      return await this.guardedVersion(lead, { op: 'create', path: this.path(key), data: value }, [grpc.status.ALREADY_EXISTS]);
+    } catch (err) {
+      wrap(err, `create ${key}`);
     }
   }
 

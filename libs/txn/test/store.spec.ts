@@ -32,6 +32,21 @@ function storeTests(open: (ns: string) => Promise<TxnStore>): void {
     expect(await s.list('none')).toEqual([]);
   });
 
+  test('createVersioned / updateVersioned return the version after the write, usable for the next compare-and-set', async () => {
+    const s = await open('kvv');
+    const v0 = await s.createVersioned('tx/v', Buffer.from('a'));
+    expect(v0).toBeDefined();
+    expect((await s.get('tx/v'))!.version).toBe(v0);
+    expect(await s.createVersioned('tx/v', Buffer.from('again'))).toBeUndefined();
+    const v1 = await s.updateVersioned('tx/v', Buffer.from('b'), v0!);
+    expect(v1).toBeDefined();
+    expect(v1).not.toBe(v0);
+    expect((await s.get('tx/v'))!.version).toBe(v1);
+    expect(await s.updateVersioned('tx/v', Buffer.from('stale'), v0!)).toBeUndefined();
+    const v2 = await s.updateVersioned('tx/v', Buffer.from('c'), v1!);
+    expect((await s.get('tx/v'))!).toMatchObject({ version: v2, value: Buffer.from('c') });
+  });
+
   test('leader election: FIFO, a larger epoch for the next leader, and a deposed leader cannot write', async () => {
     const s1 = await open('test');
     const s2 = await open('test');
