@@ -25,7 +25,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ProposalDroppedError, StateType } from '@app/raft';
 import { RaftNode, RaftNodeObserver, RaftNodeStatus, RequestTimeoutError } from '@app/raft-node';
 import { ForwardResult, GrpcPeerTransport, PeerError } from '@app/peer';
-import { RaftMetrics } from '@app/observability';
+import { ConsensusMetrics, RaftMetrics } from '@app/observability';
 import {
   Command,
   CommandResult,
@@ -101,6 +101,7 @@ export class ConsensusMember {
   readonly id: number;
   readonly tree: TreeStateMachine;
   readonly watches: WatchHub;
+  private readonly consensusMetrics: ConsensusMetrics;
   readonly sm: ConsensusStateMachine;
   readonly transport: GrpcPeerTransport;
   readonly node: RaftNode;
@@ -171,6 +172,11 @@ export class ConsensusMember {
       readIndex: async () => ({ index: await this.node.readIndex(), term: this.node.status().term }),
     });
     const metrics = new RaftMetrics(registry);
+    this.consensusMetrics = new ConsensusMetrics(registry, {
+      nodeCount: () => this.tree.nodeCount,
+      sessionCount: () => this.tree.sessionCount,
+      watchCount: () => this.watches.manager.size,
+    });
     const own: RaftNodeObserver = {
       onApplied: (index) => this.onApplied(index),
       onLeaderChange: (leader, term, isSelf) => {
@@ -566,7 +572,10 @@ export class ConsensusMember {
           this.log.info(`expiring sessions ${expired.join(', ')}`);
           this.node
             .propose(encodeCommand({ op: 'expireSessions', ids: expired, nowMs: now }))
-            .then(() => expired.forEach((id) => this.tracker.remove(id)))
+            .then(() => {
+              expired.forEach((id) => this.tracker.remove(id));
+              this.consensusMetrics.sessionsExpired.inc(expired.length);
+            })
             .catch((err: unknown) => this.log.warn(`proposing the expiry of sessions ${expired.join(', ')} failed: ${(err as Error).message}; retrying`))
             .finally(() => (this.expiring = false));
         }

@@ -253,6 +253,12 @@ describe('consensus cluster (3 processes)', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${m.metricsPort}/metrics`, { headers: { connection: 'close' } })).text();
     expect(metrics).toMatch(/synod_raft_has_leader 1/);
     expect(metrics).toMatch(/grpc_server_handled_total\{[^}]*grpc_method="Create"/);
+    // the tree, sessions and watches, read from the member's applied state at scrape time
+    const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    expect(value('synod_tree_nodes')).toBeGreaterThanOrEqual(2); // the root and /metered at least
+    expect(value('synod_session_active')).toBeGreaterThanOrEqual(0);
+    expect(value('synod_watch_active')).toBeGreaterThanOrEqual(0);
+    expect(value('synod_session_expired_total')).toBeGreaterThanOrEqual(0);
     expect((await fetch(`http://127.0.0.1:${m.metricsPort}/readyz`, { headers: { connection: 'close' } })).status).toBe(200);
     const health = await import('grpc-health-check');
     const pkg = grpc.loadPackageDefinition((await import('@grpc/proto-loader')).loadSync(health.protoPath, { enums: String })) as Msg;

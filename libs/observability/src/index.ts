@@ -18,3 +18,5 @@ export { LockMetrics } from './lock-metrics.js';
 export { TxnMetrics } from './txn-metrics.js';
 export { LOG_LEVELS, createLogger } from './logger.js';
 export type { LogLevel, Logger } from './logger.js';
+export { ConsensusMetrics } from './consensus-metrics.js';
+export type { ConsensusSource } from './consensus-metrics.js';

@@ -141,6 +141,32 @@ export const METRICS = {
     buckets: SNAPSHOT_BUCKETS,
   },
 
+  // ---- The tree, sessions and watches of a consensus member (ConsensusMetrics) ----------------------------
+  treeNodes: {
+    name: 'synod_tree_nodes',
+    type: 'gauge',
+    help: 'Nodes in the replicated tree as applied on this member (the root included).',
+    labels: [],
+  },
+  sessionActive: {
+    name: 'synod_session_active',
+    type: 'gauge',
+    help: 'Live sessions in the replicated state as applied on this member.',
+    labels: [],
+  },
+  sessionExpired: {
+    name: 'synod_session_expired_total',
+    type: 'counter',
+    help: 'Sessions this member expired as leader (proposed and committed expiry; sum over members for the cluster).',
+    labels: [],
+  },
+  watchActive: {
+    name: 'synod_watch_active',
+    type: 'gauge',
+    help: 'Watches registered on this member (one-shot, persistent and recursive; on its Watch streams).',
+    labels: [],
+  },
+
   // ---- Lock service (apps/lock; label backend only, never lock names) -----------------------------------
   lockAcquisitions: {
     name: 'synod_lock_acquisitions_total',

@@ -31,9 +31,16 @@ export function makeCounter<D extends MetricDef>(registry: Registry, def: D): Co
   return new Counter({ name: def.name, help: def.help, labelNames: def.labels, registers: [registry] });
 }
 
-export function makeGauge<D extends MetricDef>(registry: Registry, def: D): Gauge<LabelOf<D>> {
+/** A gauge; with `collect`, its value is read from the source at every scrape. */
+export function makeGauge<D extends MetricDef>(registry: Registry, def: D, collect?: () => number): Gauge<LabelOf<D>> {
   check(def, 'gauge');
-  return new Gauge({ name: def.name, help: def.help, labelNames: def.labels, registers: [registry] });
+  return new Gauge({
+    name: def.name,
+    help: def.help,
+    labelNames: def.labels,
+    registers: [registry],
+    ...(collect ? { collect(this: Gauge) { this.set(collect()); } } : {}),
+  });
 }
 
 export function makeHistogram<D extends MetricDef>(registry: Registry, def: D): Histogram<LabelOf<D>> {

@@ -3,7 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { GrpcServerMetrics, LATENCY_BUCKETS, LockMetrics, METRICS, MetricDef, RaftMetrics, ROUND_TRIP_BUCKETS, SNAPSHOT_BUCKETS, TxnMetrics, createRegistry } from '@app/observability';
+import { ConsensusMetrics, GrpcServerMetrics, LATENCY_BUCKETS, LockMetrics, METRICS, MetricDef, RaftMetrics, ROUND_TRIP_BUCKETS, SNAPSHOT_BUCKETS, TxnMetrics, createRegistry } from '@app/observability';
 
 const defs: MetricDef[] = Object.values(METRICS);
 
@@ -79,12 +79,13 @@ describe('metric-names.ts: Prometheus naming rules', () => {
 });
 
 describe('metric-names.ts names exactly what the code registers', () => {
-  it('every definition is registered by RaftMetrics, GrpcServerMetrics, LockMetrics or TxnMetrics, and nothing else outside the defaults', async () => {
+  it('every definition is registered by RaftMetrics, GrpcServerMetrics, ConsensusMetrics, LockMetrics or TxnMetrics, and nothing else outside the defaults', async () => {
     const registry = createRegistry();
     new RaftMetrics(registry);
     new GrpcServerMetrics(registry);
     new LockMetrics(registry, 'consensus');
     new TxnMetrics(registry);
+    new ConsensusMetrics(registry, { nodeCount: () => 1, sessionCount: () => 0, watchCount: () => 0 });
     const registered = (await registry.getMetricsAsJSON()).map((m) => ({ name: m.name, type: String(m.type) }));
     const ours = registered.filter((m) => !m.name.startsWith('process_') && !m.name.startsWith('nodejs_'));
     expect(ours.map((m) => m.name).sort()).toEqual(defs.map((d) => d.name).sort());

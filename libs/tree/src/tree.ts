@@ -182,6 +182,11 @@ export class TreeStateMachine {
     return this.nodes.size;
   }
 
+  /** Number of live sessions. */
+  get sessionCount(): number {
+    return this.sessionsById.size;
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // StateMachine
 
