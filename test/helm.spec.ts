@@ -277,6 +277,17 @@ describe('helm chart helm/synod', () => {
     expect(on.filter((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1')).toHaveLength(0);
   });
 
+  test('the object validation itself catches a wrong type and an unknown field', () => {
+    const sts = find(render(), 'StatefulSet', CONSENSUS);
+    const broken = structuredClone(sts);
+    broken.spec.template.spec.containers[0].ports[0].containerPort = 'client';
+    broken.spec.template.spec.containers[0].readinesProbe = {};
+    const problems = validateObject(broken).join('\n');
+    expect(problems).toMatch(/containerPort must be integer/);
+    expect(problems).toMatch(/unknown field "readinesProbe"/);
+    expect(validateObject(sts)).toEqual([]);
+  });
+
   test('the config checksum changes with the configuration', () => {
     const a = find(render(), 'StatefulSet', CONSENSUS).spec.template.metadata.annotations['checksum/config'];
     const b = find(render({ consensus: { electionMs: 2000 } }), 'StatefulSet', CONSENSUS).spec.template.metadata.annotations['checksum/config'];

@@ -82,6 +82,35 @@ const MODELS: Record<string, (o: K8sObject) => Validatable> = {
 /** Custom resources of prometheus-operator: no schema here, their shape is checked by hand. */
 const CRDS = new Set(['monitoring.coreos.com/v1/ServiceMonitor', 'monitoring.coreos.com/v1/PrometheusRule']);
 
+/**
+ * kubernetes-models checks types, required fields and enums but not unknown fields (the API server drops or
+ * refuses them): the keys of the parts of a StatefulSet the chart writes are checked against the API's fields.
+ */
+const KNOWN: Record<string, string[]> = {
+  statefulSetSpec: ['serviceName', 'replicas', 'podManagementPolicy', 'updateStrategy', 'selector', 'template', 'volumeClaimTemplates', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds', 'revisionHistoryLimit', 'ordinals'],
+  podSpec: ['securityContext', 'terminationGracePeriodSeconds', 'affinity', 'nodeSelector', 'tolerations', 'containers', 'initContainers', 'volumes', 'imagePullSecrets', 'serviceAccountName', 'automountServiceAccountToken', 'priorityClassName', 'topologySpreadConstraints'],
+  container: ['name', 'image', 'imagePullPolicy', 'args', 'command', 'env', 'envFrom', 'ports', 'startupProbe', 'livenessProbe', 'readinessProbe', 'resources', 'securityContext', 'volumeMounts', 'workingDir', 'lifecycle'],
+  probe: ['httpGet', 'grpc', 'tcpSocket', 'exec', 'periodSeconds', 'timeoutSeconds', 'failureThreshold', 'successThreshold', 'initialDelaySeconds', 'terminationGracePeriodSeconds'],
+  podSecurityContext: ['runAsNonRoot', 'runAsUser', 'runAsGroup', 'fsGroup', 'fsGroupChangePolicy', 'supplementalGroups', 'seccompProfile', 'sysctls', 'seLinuxOptions'],
+  securityContext: ['allowPrivilegeEscalation', 'readOnlyRootFilesystem', 'runAsNonRoot', 'runAsUser', 'runAsGroup', 'privileged', 'capabilities', 'seccompProfile', 'seLinuxOptions', 'procMount'],
+};
+
+function unknownKeys(where: string, obj: object | undefined, kind: keyof typeof KNOWN): string[] {
+  if (!obj) return [];
+  return Object.keys(obj).filter((k) => !KNOWN[kind].includes(k)).map((k) => `${where}: unknown field "${k}" (${kind})`);
+}
+
+function strictStatefulSet(o: K8sObject): string[] {
+  const w = `StatefulSet/${o.metadata.name}`;
+  const pod = o.spec?.template?.spec;
+  const out = [...unknownKeys(`${w}.spec`, o.spec, 'statefulSetSpec'), ...unknownKeys(`${w}.spec.template.spec`, pod, 'podSpec'), ...unknownKeys(`${w} pod securityContext`, pod?.securityContext, 'podSecurityContext')];
+  for (const c of [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])]) {
+    out.push(...unknownKeys(`${w}/${c.name}`, c, 'container'), ...unknownKeys(`${w}/${c.name} securityContext`, c.securityContext, 'securityContext'));
+    for (const p of ['startupProbe', 'livenessProbe', 'readinessProbe']) out.push(...unknownKeys(`${w}/${c.name}.${p}`, c[p], 'probe'));
+  }
+  return out;
+}
+
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /** Validates one object against the Kubernetes API schema of its kind; returns the problems found. */
@@ -104,6 +133,7 @@ export function validateObject(o: K8sObject): string[] {
     } catch (err) {
       problems.push(`${where}: ${(err as Error).message}`);
     }
+    if (o.kind === 'StatefulSet') problems.push(...strictStatefulSet(o));
   } else if (CRDS.has(key)) {
     if (typeof o.spec !== 'object' || o.spec === null) problems.push(`${where}: spec must be an object`);
     if (o.kind === 'ServiceMonitor' && !(Array.isArray(o.spec?.endpoints) && o.spec.endpoints.length > 0 && o.spec.selector)) problems.push(`${where}: needs spec.selector and spec.endpoints`);
