@@ -115,10 +115,10 @@ function checkPolicies(objs: K8sObject[], k: Case): void {
       }
       for (const m of c.volumeMounts) expect([where, m.name, volumes.has(m.name) || (sts.spec.volumeClaimTemplates ?? []).some((t: K8sObject) => t.metadata.name === m.name)]).toEqual([where, m.name, true]);
     }
-    // TLS: the Secret's three files, where SYNOD_TLS_* point (the coordinator has no TLS options).
+    // TLS: the Secret's three files, where SYNOD_TLS_* point (every service: server mTLS and client to consensus).
     const c = pod.spec.containers[0];
     const env = containerEnv(objs, sts);
-    if (k.tls && c.name !== 'txn') {
+    if (k.tls) {
       expect(volumes.get('tls')?.secret?.secretName).toBeTruthy();
       const mount = c.volumeMounts.find((m: { name: string }) => m.name === 'tls');
       expect(mount.readOnly).toBe(true);

@@ -81,3 +81,32 @@ test('clients without a valid certificate are refused', async () => {
     }
   }
 });
+
+test('the lock service and the coordinator serve mutual TLS and reach the TLS cluster with their certificate', async () => {
+  const { LockClient, TxnClient } = await import('@app/client');
+  const { ServiceProcess, TXN_MAIN } = await import('../../lock/test/harness.js');
+  const eps = [...cluster.members.values()].map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+  const tlsFlags = ['--tls-ca', good.ca, '--tls-cert', good.cert, '--tls-key', good.key];
+  const lock = new ServiceProcess(['--backend', 'consensus', '--consensus-endpoints', eps, ...tlsFlags]);
+  const txn = new ServiceProcess(['--consensus-endpoints', eps, ...tlsFlags], TXN_MAIN);
+  const tls = { ca: readFileSync(good.ca), cert: readFileSync(good.cert), key: readFileSync(good.key) };
+  try {
+    await lock.start();
+    await txn.start();
+    const locks = new LockClient({ endpoints: [lock.endpoint], tls });
+    const l = await locks.acquire('tls/lock', { ttlMs: 5000 });
+    expect(l.token).toBeGreaterThan(0);
+    expect(await l.release()).toBe(true);
+    locks.close();
+    const noCert = new LockClient({ endpoints: [lock.endpoint], tls: { ca: tls.ca } });
+    await expect(noCert.acquire('tls/lock', { waitMs: 0 })).rejects.toMatchObject({ codeName: 'UNAVAILABLE' });
+    noCert.close();
+    const txns = new TxnClient({ endpoints: [txn.endpoint], tls });
+    const { globalId } = await txns.begin({ timeoutMs: 5000 });
+    expect(await txns.commit(globalId, { wait: true })).toMatchObject({ state: 'COMMITTED', completed: true });
+    txns.close();
+  } finally {
+    await lock.stop();
+    await txn.stop();
+  }
+}, 90_000);

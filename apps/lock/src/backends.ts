@@ -6,7 +6,7 @@ import type { LockConfig } from './config.js';
 export function createBackend(cfg: LockConfig): LockBackend {
   switch (cfg.backend) {
     case 'consensus':
-      return new QueueLockBackend(new ConsensusQueueStore({ endpoints: cfg.consensusEndpoints, sessionTimeoutMs: cfg.sessionTimeoutMs }));
+      return new QueueLockBackend(new ConsensusQueueStore({ endpoints: cfg.consensusEndpoints, sessionTimeoutMs: cfg.sessionTimeoutMs, tls: cfg.tls }));
     case 'etcd':
       return new QueueLockBackend(new EtcdQueueStore({ endpoints: cfg.etcdEndpoints }));
     case 'redis':

@@ -2,6 +2,7 @@
  * Configuration of a coordinator replica: environment (SYNOD_TXN_*), overridden by flags. Invalid values stop
  * the process with exit code 2 and a message naming the flag. docs/txn.md has the table.
  */
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { DEFAULT_ENGINE_OPTIONS } from './engine.js';
 import type { EngineOptions } from './engine.js';
@@ -30,6 +31,9 @@ export interface TxnConfig {
   advertise: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   engine: EngineOptions;
+  /** Mutual TLS: the gRPC port requires client certificates signed by `ca`; the same files authenticate this
+   * coordinator to the consensus cluster. */
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
 }
 
 function int(v: string | undefined, flag: string, min: number, max: number): number {
@@ -57,7 +61,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .addOption(new Option('--phase-two-attempts <n>', 'attempts before NEEDS_ATTENTION').env('SYNOD_TXN_PHASE_TWO_ATTEMPTS').default(String(d.phaseTwoAttempts)))
     .addOption(new Option('--attention-retry-ms <ms>', 'retry interval once NEEDS_ATTENTION').env('SYNOD_TXN_ATTENTION_RETRY_MS').default(String(d.attentionRetryMs)))
     .addOption(new Option('--retention-ms <ms>', 'how long completed transactions stay listed').env('SYNOD_TXN_RETENTION_MS').default(String(d.retentionMs)))
-    .addOption(new Option('--log-level <level>', 'debug, info, warn, error').env('SYNOD_LOG_LEVEL').default('info'));
+    .addOption(new Option('--log-level <level>', 'debug, info, warn, error').env('SYNOD_LOG_LEVEL').default('info'))
+    .addOption(new Option('--tls-ca <file>', 'CA bundle: with --tls-cert and --tls-key, mutual TLS on the gRPC port and to the consensus cluster').env('SYNOD_TLS_CA'))
+    .addOption(new Option('--tls-cert <file>', 'this replica\'s certificate (PEM; server and client auth)').env('SYNOD_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'its key (PEM)').env('SYNOD_TLS_KEY'));
   const saved = { ...process.env };
   Object.assign(process.env, env);
   let o: Record<string, string | undefined>;
@@ -77,7 +84,21 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const logLevel = o.logLevel as TxnConfig['logLevel'];
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`--log-level must be debug, info, warn or error, got "${o.logLevel}"`);
   if (!o.root!.startsWith('/') || o.root!.startsWith('/synod')) throw new ConfigError(`--root must be an absolute tree path outside /synod, got "${o.root}"`);
+  let tls: TxnConfig['tls'];
+  const tlsFiles = [o.tlsCa, o.tlsCert, o.tlsKey];
+  if (tlsFiles.some(Boolean)) {
+    if (!tlsFiles.every(Boolean)) throw new ConfigError('TLS needs all three of --tls-ca, --tls-cert and --tls-key');
+    const read = (f: string, flag: string): Buffer => {
+      try {
+        return readFileSync(f);
+      } catch (err) {
+        throw new ConfigError(`${flag}: cannot read ${f}: ${(err as Error).message}`);
+      }
+    };
+    tls = { ca: read(o.tlsCa!, '--tls-ca'), cert: read(o.tlsCert!, '--tls-cert'), key: read(o.tlsKey!, '--tls-key') };
+  }
   return {
+    tls,
     store,
     consensusEndpoints: store === 'consensus' ? consensusEndpoints : [],
     etcdEndpoints: store === 'etcd' ? etcdEndpoints : [],

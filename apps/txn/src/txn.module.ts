@@ -61,13 +61,18 @@ export class CoordinatorServer implements OnApplicationBootstrap, BeforeApplicat
     await this.store.start();
     const host = this.cfg.listenHost.includes(':') ? `[${this.cfg.listenHost}]` : this.cfg.listenHost;
     this.port = await new Promise<number>((res, rej) =>
-      this.server.bindAsync(`${host}:${this.cfg.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(new Error(`cannot listen on ${host}:${this.cfg.port}: ${err.message}`)) : res(p))),
+      this.server.bindAsync(`${host}:${this.cfg.port}`, this.credentials(), (err, p) => (err ? rej(new Error(`cannot listen on ${host}:${this.cfg.port}: ${err.message}`)) : res(p))),
     );
     this.health.setStatus('', 'SERVING');
     this.health.setStatus(SERVICE_NAMES.coordinator, 'SERVING');
     this.http = await ObservabilityServer.listen({ registry: this.registry, host: this.cfg.listenHost, port: this.cfg.metricsPort });
     this.log.info(`serving: gRPC ${this.cfg.listenHost}:${this.port} as ${this.cfg.advertise}, metrics ${this.http.url}/metrics; decision log ${this.cfg.root} on ${this.cfg.store} ${(this.cfg.store === 'etcd' ? this.cfg.etcdEndpoints : this.cfg.consensusEndpoints).join(',')}`);
     this.campaigning = this.campaignLoop();
+  }
+
+  private credentials(): grpc.ServerCredentials {
+    const t = this.cfg.tls;
+    return t ? grpc.ServerCredentials.createSsl(t.ca, [{ private_key: t.key, cert_chain: t.cert }], true) : grpc.ServerCredentials.createInsecure();
   }
 
   private async campaignLoop(): Promise<void> {
@@ -137,7 +142,7 @@ export class TxnModule {
           useFactory: (c: TxnConfig) =>
             c.store === 'etcd'
               ? new EtcdTxnStore({ endpoints: c.etcdEndpoints, prefix: `synod${c.root.replace(/\/+$/, '')}/`, sessionTimeoutMs: c.sessionTimeoutMs })
-              : new ConsensusTxnStore({ endpoints: c.consensusEndpoints, root: c.root, sessionTimeoutMs: c.sessionTimeoutMs }),
+              : new ConsensusTxnStore({ endpoints: c.consensusEndpoints, root: c.root, sessionTimeoutMs: c.sessionTimeoutMs, tls: c.tls }),
           inject: [CONFIG],
         },
         { provide: TxnMetrics, useFactory: (r: Registry) => new TxnMetrics(r), inject: [REGISTRY] },

@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadTxnProto } from '@app/proto';
 import { SynodError, toSynodError } from './errors.js';
+import type { TlsOptions } from './client.js';
 
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -39,6 +40,8 @@ export interface TxnInfo {
 
 export interface TxnClientOptions {
   endpoints: string[];
+  /** Mutual TLS to the coordinators (their CA; this client's certificate and key). */
+  tls?: TlsOptions;
   /** Overall deadline of one call, retries included (default 10 s; Commit waits up to 60 s). */
   deadlineMs?: number;
 }
@@ -58,7 +61,9 @@ export class TxnClient implements AsyncDisposable {
   private client(ep: string): grpc.Client {
     let c = this.clients.get(ep);
     if (!c) {
-      c = new (loadTxnProto().Coordinator)(ep, grpc.credentials.createInsecure());
+      const t = this.opts.tls;
+      const creds = t ? grpc.credentials.createSsl(Buffer.from(t.ca), t.key ? Buffer.from(t.key) : null, t.cert ? Buffer.from(t.cert) : null) : grpc.credentials.createInsecure();
+      c = new (loadTxnProto().Coordinator)(ep, creds);
       this.clients.set(ep, c);
     }
     return c;

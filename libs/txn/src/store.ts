@@ -10,7 +10,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { SynodClient, SynodError } from '@app/client';
-import type { Session } from '@app/client';
+import type { Session, TlsOptions } from '@app/client';
 
 export interface Versioned {
   key: string;
@@ -79,6 +79,8 @@ export interface ConsensusTxnStoreOptions {
   /** Session timeout of the leader election (default 5000 ms): how long a dead leader blocks a new one. */
   sessionTimeoutMs?: number;
   deadlineMs?: number;
+  /** Mutual TLS to the consensus members (their CA, and this coordinator's certificate and key). */
+  tls?: TlsOptions;
 }
 
 /**
@@ -95,7 +97,7 @@ export class ConsensusTxnStore implements TxnStore {
   private readonly leaderships = new Set<{ path: string; ac: AbortController }>();
 
   constructor(private readonly opts: ConsensusTxnStoreOptions) {
-    this.client = new SynodClient({ endpoints: opts.endpoints, deadlineMs: opts.deadlineMs ?? 5000 });
+    this.client = new SynodClient({ endpoints: opts.endpoints, deadlineMs: opts.deadlineMs ?? 5000, tls: opts.tls });
     this.root = (opts.root ?? '/txn').replace(/\/+$/, '');
   }
 

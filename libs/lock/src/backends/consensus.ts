@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { SynodClient, SynodError, WatchCompactedError } from '@app/client';
-import type { Session, Watch } from '@app/client';
+import type { Session, TlsOptions, Watch } from '@app/client';
 import type { EnqueueSpec, QueueEntry, QueueStore } from '../backend.js';
 import { LockError } from '../types.js';
 import type { LockMode } from '../types.js';
@@ -36,6 +36,8 @@ export interface ConsensusQueueStoreOptions {
   deadlineMs?: number;
   /** An existing client to use (not closed by the store). */
   client?: SynodClient;
+  /** Mutual TLS to the consensus members (their CA, and this service's certificate and key). */
+  tls?: TlsOptions;
 }
 
 interface NodeData {
@@ -79,7 +81,7 @@ export class ConsensusQueueStore implements QueueStore {
   constructor(private readonly opts: ConsensusQueueStoreOptions) {
     this.root = (opts.root ?? '/locks').replace(/\/+$/, '');
     this.ownsClient = opts.client === undefined;
-    this.client = opts.client ?? new SynodClient({ endpoints: opts.endpoints, deadlineMs: opts.deadlineMs ?? 5000 });
+    this.client = opts.client ?? new SynodClient({ endpoints: opts.endpoints, deadlineMs: opts.deadlineMs ?? 5000, tls: opts.tls });
   }
 
   async start(): Promise<void> {
