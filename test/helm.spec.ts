@@ -237,7 +237,9 @@ function checkTxn(objs: K8sObject[], k: Case): void {
   expect(c.args).toEqual(['txn']);
   const env = containerEnv(objs, sts);
   const pod = { ...env, POD_NAME: `${FULL}-txn-1`, POD_NAMESPACE: NAMESPACE };
-  const cfg = loadTxnConfig([], { ...env, SYNOD_TXN_ADVERTISE: expand(env.SYNOD_TXN_ADVERTISE, pod) });
+  // the TLS files exist only in the pod (their paths are checked with the volumes above)
+  const plain = Object.fromEntries(Object.entries(env).filter(([key]) => !key.startsWith('SYNOD_TLS_')));
+  const cfg = loadTxnConfig([], { ...plain, SYNOD_TXN_ADVERTISE: expand(env.SYNOD_TXN_ADVERTISE, pod) });
   expect([cfg.port, cfg.metricsPort]).toEqual([portOf(c, 'grpc'), portOf(c, 'metrics')]);
   // Leader redirects name the replica by its pod DNS name and gRPC port.
   expect(cfg.advertise).toBe(`${podHost(1, `${FULL}-txn`, sts.spec.serviceName)}:${portOf(c, 'grpc')}`);
