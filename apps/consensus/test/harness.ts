@@ -6,12 +6,12 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync, WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadConsensusProto } from '@app/proto';
+import { freePort } from '../../../libs/testing/src/servers/process.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN = join(ROOT, 'apps/consensus/src/main.ts');
@@ -19,16 +19,7 @@ export const MAIN = join(ROOT, 'apps/consensus/src/main.ts');
 /** Fast timings for tests: 10 ms tick, 50 ms heartbeat, 300–600 ms election timeout. */
 export const FAST = ['--tick-ms', '10', '--heartbeat-ms', '50', '--election-ms', '300', '--election-max-ms', '600', '--min-session-timeout-ms', '300', '--session-checkpoint-ms', '500'];
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-}
+export { freePort };
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
