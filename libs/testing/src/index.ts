@@ -29,3 +29,4 @@ export { runScenario, SCENARIOS, ScenarioError } from './sim/scenarios.js';
 export type { ScenarioName, ScenarioOptions, ScenarioResult } from './sim/scenarios.js';
 export { TcpProxy } from './proxy.js';
 export type { ProxyMode } from './proxy.js';
+export * from './linearizability/index.js';
