@@ -1,5 +1,6 @@
 /** Helpers shared by the benchmarks: conditions of a run, latency histograms, timing. */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import * as hdr from 'hdr-histogram-js';
 
@@ -56,3 +57,27 @@ export function loadAverage(): string {
     .map((l) => l.toFixed(2))
     .join(' / ')}`;
 }
+
+/** The first line a command prints (e.g. its version), or "<cmd>: unknown". */
+export function firstLine(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).split('\n')[0].trim();
+  } catch {
+    return `${cmd}: unknown`;
+  }
+}
+
+/** The installed version of an npm package, or 'unknown'. */
+export function pkgVersion(name: string): string {
+  try {
+    return (JSON.parse(readFileSync(new URL(`../../node_modules/${name}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Percentiles of a latency histogram (µs) in ms. */
+export const p50 = (h: Histogram): number => h.getValueAtPercentile(50) / 1000;
+export const p99 = (h: Histogram): number => h.getValueAtPercentile(99) / 1000;
+export const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+export const round = (x: number, d = 3): number => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : NaN);

@@ -24,8 +24,7 @@
  * releases are counted. Every loop is bounded in count and in time; every process is stopped by pid at the
  * end, on an error and on Ctrl-C. Last line: one JSON object.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Command, Option } from 'commander';
 import { Redis } from 'ioredis';
@@ -35,7 +34,7 @@ import { LockServiceProcess } from '../../apps/lock/test/harness.js';
 import { PostgresServer } from '../../libs/testing/src/servers/postgres.js';
 import { RedisServers } from '../../libs/testing/src/servers/redis.js';
 import { EtcdCluster, RawClient, SynodCluster, etcdVersion, installSignalCleanup, pbBytes, pbDecode, pbNum, pbVarint } from './clusters.js';
-import { Histogram, elapsedUs, filesystemOf, latencyHistogram, loadAverage, machineConditions, rate, sleep } from './common.js';
+import { Histogram, elapsedUs, f2, filesystemOf, firstLine, latencyHistogram, loadAverage, machineConditions, p50, p99, pkgVersion, rate, round, sleep } from './common.js';
 
 interface LockBenchOptions {
   duration: number;
@@ -408,26 +407,6 @@ async function runContended(s: Subject, o: LockBenchOptions): Promise<Contended>
 
 // ---- the benchmark ------------------------------------------------------------------------------------------
 
-function firstLine(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).split('\n')[0].trim();
-  } catch {
-    return `${cmd}: unknown`;
-  }
-}
-
-function pkgVersion(name: string): string {
-  try {
-    return (JSON.parse(readFileSync(new URL(`../../node_modules/${name}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-const p50 = (h: Histogram): number => h.getValueAtPercentile(50) / 1000;
-const p99 = (h: Histogram): number => h.getValueAtPercentile(99) / 1000;
-const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 
 async function runLockBench(o: LockBenchOptions): Promise<void> {
   const out = (s = ''): void => console.log(s);

@@ -30,8 +30,8 @@
  * bounded in count and time; every process is stopped by pid at the end, on an error and on Ctrl-C. Last line:
  * one JSON object.
  */
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,7 @@ import { ROOT } from '../../apps/consensus/test/harness.js';
 import { bankWork, createAccounts } from '../../apps/txn/test/bank.js';
 import { PostgresServer } from '../../libs/testing/src/servers/postgres.js';
 import { SynodCluster, handledByCode, installSignalCleanup } from './clusters.js';
-import { Histogram, elapsedUs, filesystemOf, latencyHistogram, loadAverage, machineConditions, rate, sleep } from './common.js';
+import { Histogram, elapsedUs, f2, filesystemOf, firstLine, latencyHistogram, loadAverage, machineConditions, p50, p99, pkgVersion, rate, round, sleep } from './common.js';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const INITIAL_BALANCE = 1_000_000;
@@ -534,26 +534,6 @@ async function logProbe(endpoints: string[], n: number): Promise<{ write: Histog
 
 // ---- the benchmark ----------------------------------------------------------------------------------------------
 
-function firstLine(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).split('\n')[0].trim();
-  } catch {
-    return `${cmd}: unknown`;
-  }
-}
-
-function pkgVersion(name: string): string {
-  try {
-    return (JSON.parse(readFileSync(new URL(`../../node_modules/${name}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-const p50 = (h: Histogram): number => h.getValueAtPercentile(50) / 1000;
-const p99 = (h: Histogram): number => h.getValueAtPercentile(99) / 1000;
-const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-const round = (x: number, d = 3): number => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : NaN);
 const tps = (r: Run): number => r.count / r.seconds;
 const drift = (a: number, b: number): string => `${b >= a ? '+' : ''}${(((b - a) / a) * 100).toFixed(0)} %`;
 
