@@ -3,16 +3,12 @@
  * Invalid values stop the process with exit code 2 and a message naming the flag and what is expected.
  * docs/locks.md has the table.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { ConfigError, parseWithEnv, readTlsFiles } from '@app/config';
+import type { TlsMaterial } from '@app/config';
 import type { BackendKind } from '@app/lock';
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export interface LockConfig {
   backend: BackendKind;
@@ -29,7 +25,7 @@ export interface LockConfig {
   port: number;
   metricsPort: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
-  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
+  tls?: TlsMaterial;
 }
 
 const BACKENDS: BackendKind[] = ['consensus', 'etcd', 'redis', 'redlock', 'postgres'];
@@ -62,15 +58,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .addOption(new Option('--tls-ca <file>', 'CA bundle: with --tls-cert and --tls-key, clients need a certificate signed by it (mutual TLS)').env('SYNOD_TLS_CA'))
     .addOption(new Option('--tls-cert <file>', 'server certificate (PEM)').env('SYNOD_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'server key (PEM)').env('SYNOD_TLS_KEY'));
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  let o: Record<string, string | undefined>;
-  try {
-    o = cmd.parse(argv, { from: 'user' }).opts();
-  } finally {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-  }
+  const o = parseWithEnv(cmd, argv, env);
   const backend = o.backend as BackendKind;
   if (!BACKENDS.includes(backend)) throw new ConfigError(`--backend (SYNOD_LOCK_BACKEND) must be one of ${BACKENDS.join(', ')}, got "${o.backend}"`);
   const cfg: LockConfig = {
@@ -96,17 +84,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (backend === 'redis') need(cfg.redisUrl !== '', '--redis-url (SYNOD_REDIS_URL)');
   if (backend === 'redlock') need(cfg.redlockUrls.length >= 3, '--redlock-urls (SYNOD_REDLOCK_URLS) with at least 3 independent Redis servers');
   if (backend === 'postgres') need(cfg.postgresUrl !== '', '--postgres-url (SYNOD_POSTGRES_URL)');
-  const tlsFiles = [o.tlsCa, o.tlsCert, o.tlsKey];
-  if (tlsFiles.some(Boolean)) {
-    if (!tlsFiles.every(Boolean)) throw new ConfigError('TLS needs all three of --tls-ca, --tls-cert and --tls-key');
-    const read = (f: string, flag: string): Buffer => {
-      try {
-        return readFileSync(f);
-      } catch (err) {
-        throw new ConfigError(`${flag}: cannot read ${f}: ${(err as Error).message}`);
-      }
-    };
-    cfg.tls = { ca: read(o.tlsCa!, '--tls-ca'), cert: read(o.tlsCert!, '--tls-cert'), key: read(o.tlsKey!, '--tls-key') };
-  }
+  cfg.tls = readTlsFiles(o.tlsCa, o.tlsCert, o.tlsKey);
   return cfg;
 }

@@ -2,17 +2,13 @@
  * Configuration of a coordinator replica: environment (SYNOD_TXN_*), overridden by flags. Invalid values stop
  * the process with exit code 2 and a message naming the flag. docs/txn.md has the table.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { ConfigError, parseWithEnv, readTlsFiles } from '@app/config';
+import type { TlsMaterial } from '@app/config';
 import { DEFAULT_ENGINE_OPTIONS } from './engine.js';
 import type { EngineOptions } from './engine.js';
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export interface TxnConfig {
   /** Where the decision log lives: the Synod consensus cluster (default) or etcd. */
@@ -33,7 +29,7 @@ export interface TxnConfig {
   engine: EngineOptions;
   /** Mutual TLS: the gRPC port requires client certificates signed by `ca`; the same files authenticate this
    * coordinator to the consensus cluster. */
-  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
+  tls?: TlsMaterial;
 }
 
 function int(v: string | undefined, flag: string, min: number, max: number): number {
@@ -65,15 +61,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .addOption(new Option('--tls-ca <file>', 'CA bundle: with --tls-cert and --tls-key, mutual TLS on the gRPC port and to the consensus cluster').env('SYNOD_TLS_CA'))
     .addOption(new Option('--tls-cert <file>', 'this replica\'s certificate (PEM; server and client auth)').env('SYNOD_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'its key (PEM)').env('SYNOD_TLS_KEY'));
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  let o: Record<string, string | undefined>;
-  try {
-    o = cmd.parse(argv, { from: 'user' }).opts();
-  } finally {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-  }
+  const o = parseWithEnv(cmd, argv, env);
   const store = o.store as TxnConfig['store'];
   if (store !== 'consensus' && store !== 'etcd') throw new ConfigError(`--store (SYNOD_TXN_STORE) must be consensus or etcd, got "${o.store}"`);
   const consensusEndpoints = (o.consensusEndpoints ?? '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -84,21 +72,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const logLevel = o.logLevel as TxnConfig['logLevel'];
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`--log-level must be debug, info, warn or error, got "${o.logLevel}"`);
   if (!o.root!.startsWith('/') || o.root!.startsWith('/synod')) throw new ConfigError(`--root must be an absolute tree path outside /synod, got "${o.root}"`);
-  let tls: TxnConfig['tls'];
-  const tlsFiles = [o.tlsCa, o.tlsCert, o.tlsKey];
-  if (tlsFiles.some(Boolean)) {
-    if (!tlsFiles.every(Boolean)) throw new ConfigError('TLS needs all three of --tls-ca, --tls-cert and --tls-key');
-    const read = (f: string, flag: string): Buffer => {
-      try {
-        return readFileSync(f);
-      } catch (err) {
-        throw new ConfigError(`${flag}: cannot read ${f}: ${(err as Error).message}`);
-      }
-    };
-    tls = { ca: read(o.tlsCa!, '--tls-ca'), cert: read(o.tlsCert!, '--tls-cert'), key: read(o.tlsKey!, '--tls-key') };
-  }
   return {
-    tls,
+    tls: readTlsFiles(o.tlsCa, o.tlsCert, o.tlsKey),
     store,
     consensusEndpoints: store === 'consensus' ? consensusEndpoints : [],
     etcdEndpoints: store === 'etcd' ? etcdEndpoints : [],
