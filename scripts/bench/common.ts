@@ -81,3 +81,16 @@ export const p50 = (h: Histogram): number => h.getValueAtPercentile(50) / 1000;
 export const p99 = (h: Histogram): number => h.getValueAtPercentile(99) / 1000;
 export const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 export const round = (x: number, d = 3): number => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : NaN);
+
+/** commander argument parsers. */
+export function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
+  return n;
+}
+
+export function nonNegativeInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got ${v}`);
+  return n;
+}

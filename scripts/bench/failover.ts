@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { loadConsensusProto } from '@app/proto';
-import { loadAverage, machineConditions, sleep } from './common.js';
+import { loadAverage, machineConditions, positiveInt, sleep } from './common.js';
 import { ETCD_PUT, EtcdCluster, RawClient, SynodCluster, etcdPut, etcdVersion, installSignalCleanup } from './clusters.js';
 
 interface FailoverOptions {
@@ -39,11 +39,6 @@ export function failoverCommand(): Command {
     });
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
-  return n;
-}
 
 // ---- the systems --------------------------------------------------------------------------------------------
 

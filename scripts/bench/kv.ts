@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Command, Option } from 'commander';
 import { loadConsensusProto } from '@app/proto';
-import { loadAverage, machineConditions, rate, sleep } from './common.js';
+import { loadAverage, machineConditions, positiveInt, rate, sleep } from './common.js';
 import {
   ETCD_PUT,
   ETCD_RANGE,
@@ -59,11 +59,6 @@ export function kvCommand(): Command {
     });
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
-  return n;
-}
 
 // ---- h2load -------------------------------------------------------------------------------------------------
 

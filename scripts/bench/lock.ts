@@ -34,7 +34,7 @@ import { LockServiceProcess } from '../../apps/lock/test/harness.js';
 import { PostgresServer } from '../../libs/testing/src/servers/postgres.js';
 import { RedisServers } from '../../libs/testing/src/servers/redis.js';
 import { EtcdCluster, RawClient, SynodCluster, etcdVersion, installSignalCleanup, pbBytes, pbDecode, pbNum, pbVarint } from './clusters.js';
-import { Histogram, elapsedUs, f2, filesystemOf, firstLine, latencyHistogram, loadAverage, machineConditions, p50, p99, pkgVersion, rate, round, sleep } from './common.js';
+import { elapsedUs, f2, filesystemOf, firstLine, Histogram, latencyHistogram, loadAverage, machineConditions, nonNegativeInt, p50, p99, pkgVersion, positiveInt, rate, round, sleep } from './common.js';
 
 interface LockBenchOptions {
   duration: number;
@@ -65,16 +65,6 @@ export function lockCommand(): Command {
     });
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
-  return n;
-}
-function nonNegativeInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got ${v}`);
-  return n;
-}
 
 /** Settles with `p`, or rejects after `ms` (the timer is cleared either way). */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

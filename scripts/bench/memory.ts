@@ -22,7 +22,7 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { loadConsensusProto } from '@app/proto';
-import { loadAverage, machineConditions, rate, sleep } from './common.js';
+import { loadAverage, machineConditions, positiveInt, rate, sleep } from './common.js';
 import {
   ETCD_PUT,
   ETCD_RANGE,
@@ -62,11 +62,6 @@ export function memoryCommand(): Command {
     });
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
-  return n;
-}
 
 // ---- /proc and the file system ------------------------------------------------------------------------------
 

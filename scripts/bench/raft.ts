@@ -19,7 +19,7 @@ import { Command, Option } from 'commander';
 import { Entry, EntryType, NodeId, StateType } from '@app/raft';
 import { CountingFileOps, Wal, countingFileOps } from '@app/storage';
 import { InMemoryHub, REQUEST_HEADER_BYTES, RaftNode, StateMachine } from '@app/raft-node';
-import { Histogram, elapsedUs, filesystemOf, latencyHistogram, latencySummary, loadAverage, machineConditions, rate, sleep } from './common.js';
+import { elapsedUs, filesystemOf, Histogram, latencyHistogram, latencySummary, loadAverage, machineConditions, positiveInt, rate, sleep } from './common.js';
 
 interface RaftBenchOptions {
   duration: number;
@@ -60,11 +60,6 @@ function positive(v: string): number {
 function nonNegative(v: string): number {
   const n = Number(v);
   if (!(n >= 0)) throw new Error(`expected a number ≥ 0, got ${v}`);
-  return n;
-}
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
   return n;
 }
 function intList(v: string): number[] {

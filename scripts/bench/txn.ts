@@ -46,7 +46,7 @@ import { ROOT } from '../../apps/consensus/test/harness.js';
 import { bankWork, createAccounts } from '../../apps/txn/test/bank.js';
 import { PostgresServer } from '../../libs/testing/src/servers/postgres.js';
 import { SynodCluster, handledByCode, installSignalCleanup } from './clusters.js';
-import { Histogram, elapsedUs, f2, filesystemOf, firstLine, latencyHistogram, loadAverage, machineConditions, p50, p99, pkgVersion, rate, round, sleep } from './common.js';
+import { elapsedUs, f2, filesystemOf, firstLine, Histogram, latencyHistogram, loadAverage, machineConditions, nonNegativeInt, p50, p99, pkgVersion, positiveInt, rate, round, sleep } from './common.js';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const INITIAL_BALANCE = 1_000_000;
@@ -76,16 +76,6 @@ export function txnCommand(): Command {
     });
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
-  return n;
-}
-function nonNegativeInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got ${v}`);
-  return n;
-}
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 240);
 
