@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { ConfigError } from '@app/config';
+import type { MemberTestHooks } from './clock.js';
 
 export { ConfigError };
 
@@ -49,6 +50,8 @@ export interface ConsensusConfig {
   shutdownTransferMs: number;
   tls?: TlsFiles;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Test builds only (SYNOD_TEST_HOOKS; apps/consensus/src/clock.ts): skewable clock, peer routes. */
+  testHooks?: MemberTestHooks;
 }
 
 interface Spec {

@@ -7,6 +7,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { CommanderError } from 'commander';
+import { loadTestHooks } from './clock.js';
 import { ConfigError, ConsensusConfig, loadConfig } from './config.js';
 import { ConsensusModule } from './consensus.module.js';
 
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  cfg.testHooks = await loadTestHooks();
   const app = await NestFactory.createApplicationContext(ConsensusModule.forRoot(cfg), {
     logger: cfg.logLevel === 'debug' ? ['error', 'warn', 'log', 'debug'] : ['error', 'warn'],
     abortOnError: false,

@@ -36,6 +36,7 @@ import {
   encodeCommand,
 } from '@app/tree';
 import type { Registry } from 'prom-client';
+import { Clock, SYSTEM_CLOCK } from './clock.js';
 import { ConsensusConfig } from './config.js';
 import { LeaderHint, ServiceError, toServiceError, unavailable } from './errors.js';
 import { Logger } from './logger.js';
@@ -122,6 +123,8 @@ export class ConsensusMember {
   /** Called on every leader change (see untilLeaderChange). */
   private readonly leaderListeners = new Set<() => void>();
   private stopped = false;
+  /** Wall time for ctime/mtime; monotonic time for session deadlines (apps/consensus/src/clock.ts). */
+  readonly clock: Clock;
 
   constructor(
     readonly cfg: ConsensusConfig,
@@ -131,6 +134,7 @@ export class ConsensusMember {
     peerCredentials: grpc.ChannelCredentials,
   ) {
     this.id = cfg.nodeId;
+    this.clock = cfg.testHooks?.clock ?? SYSTEM_CLOCK;
     this.watches = new WatchHub(
       new WatchManager({ historySize: cfg.watchHistory }),
       () => this.header(),
@@ -160,7 +164,7 @@ export class ConsensusMember {
     this.sm = new ConsensusStateMachine(this.tree, initial, (members) => this.onMembers(members));
     this.transport = new GrpcPeerTransport({
       selfId: cfg.nodeId,
-      peers: new Map(cfg.peers),
+      peers: this.routed(cfg.peers),
       server: peerServer,
       credentials: peerCredentials,
       clusterId: cfg.clusterId,
@@ -293,7 +297,13 @@ export class ConsensusMember {
   private onMembers(members: MemberInfo[]): void {
     const peers = new Map<number, string>();
     for (const m of members) if (m.peerUrls.length > 0) peers.set(m.id, m.peerUrls[0]);
-    this.transport.updatePeers(peers);
+    this.transport.updatePeers(this.routed(peers));
+  }
+
+  /** The peer addresses to dial: the member table's, unless a test hook routes a member through a proxy. */
+  private routed(peers: ReadonlyMap<number, string>): Map<number, string> {
+    const routes = this.cfg.testHooks?.peerRoutes;
+    return new Map([...peers].map(([id, addr]) => [id, routes?.get(id) ?? addr]));
   }
 
   /** The role for Status: LEARNER when this member is a learner in the applied configuration. */
@@ -418,7 +428,7 @@ export class ConsensusMember {
       }
       try {
         if (s.leader === this.id) {
-          const r = await this.withDeadline(this.untilLeaderChange(this.node.propose(encodeCommand({ ...cmd, nowMs: Date.now() }))), deadline, 'write');
+          const r = await this.withDeadline(this.untilLeaderChange(this.node.propose(encodeCommand({ ...cmd, nowMs: this.clock.now() }))), deadline, 'write');
           if (r === LEADER_CHANGED) continue;
           return { result: r.result as CommandResult, index: r.index };
         }
@@ -465,7 +475,7 @@ export class ConsensusMember {
       if (r[0] !== FORWARD_WRITE) throw new ServiceError(grpc.status.INVALID_ARGUMENT, `unknown forwarded request kind 0x${(r[0] ?? 0).toString(16)}`);
       if (!this.isLeader()) throw unavailable('not the leader (a forwarded write)', this.hint());
       const cmd = decodeCommand(r.subarray(1));
-      const p = await this.node.propose(encodeCommand({ ...cmd, nowMs: Date.now() }));
+      const p = await this.node.propose(encodeCommand({ ...cmd, nowMs: this.clock.now() }));
       return { ok: enc.encode(JSON.stringify(p.result)), index: p.index };
     } catch (err) {
       const e = toServiceError(err, () => this.hint());
@@ -530,7 +540,7 @@ export class ConsensusMember {
 
   private ensureTracker(): void {
     if (this.trackerReady) return;
-    const now = Date.now();
+    const now = this.clock.monotonic();
     this.tracker.resetFromState(this.tree.sessions(), now, this.cfg.electionMs);
     this.trackerReady = true;
     this.lastCheckpoint = now;
@@ -548,20 +558,24 @@ export class ConsensusMember {
           await this.waitApplied(id, Date.now() + 1000).catch(() => undefined);
           s = this.tree.session(id);
         }
-        if (s && !this.tracker.has(id)) this.tracker.add(id, s.timeoutMs, Date.now());
+        if (s && !this.tracker.has(id)) this.tracker.add(id, s.timeoutMs, this.clock.monotonic());
       }
-      const now = Date.now();
+      const now = this.clock.monotonic();
       const ok = this.tracker.touch(id, now);
       out.push(ok ? { id, ttlMs: Math.max(0, (this.tracker.deadline(id) ?? now) - now), expired: false } : { id, ttlMs: 0, expired: true });
     }
     return out;
   }
 
-  /** The leader's session duties (every few ticks): expire, checkpoint; everyone: sweep ended sessions. */
+  /**
+   * The leader's session duties (every few ticks): expire, checkpoint; everyone: sweep ended sessions. Session
+   * deadlines are on the monotonic clock: a wall-clock step (NTP, an operator) must not expire every session at
+   * once (found by the nemesis' clock fault; apps/consensus/test/clock.spec.ts).
+   */
   private sessionLoop(): void {
     const s = this.node.status();
     if (s.phase !== 'running') return;
-    const now = Date.now();
+    const now = this.clock.monotonic();
     if (s.leader === this.id) {
       if (!this.trackerReady && s.applied >= s.commit) this.ensureTracker();
       if (this.trackerReady) {
@@ -571,7 +585,7 @@ export class ConsensusMember {
           this.expiring = true;
           this.log.info(`expiring sessions ${expired.join(', ')}`);
           this.node
-            .propose(encodeCommand({ op: 'expireSessions', ids: expired, nowMs: now }))
+            .propose(encodeCommand({ op: 'expireSessions', ids: expired, nowMs: this.clock.now() }))
             .then(() => {
               expired.forEach((id) => this.tracker.remove(id));
               this.consensusMetrics.sessionsExpired.inc(expired.length);
@@ -583,7 +597,7 @@ export class ConsensusMember {
           this.checkpointing = true;
           this.lastCheckpoint = now;
           this.node
-            .propose(encodeCommand({ op: 'checkpointSessions', remaining: this.tracker.checkpoint(now), nowMs: now }))
+            .propose(encodeCommand({ op: 'checkpointSessions', remaining: this.tracker.checkpoint(now), nowMs: this.clock.now() }))
             .catch((err: unknown) => this.log.warn(`session checkpoint failed: ${(err as Error).message}`))
             .finally(() => (this.checkpointing = false));
         }

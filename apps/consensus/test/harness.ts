@@ -88,6 +88,8 @@ export class ProcessCluster {
   private dir = '';
   private readonly clients = new Map<string, Client>();
   private readonly logs: WriteStream[] = [];
+  /** Extra environment for member `id`'s process (e.g. SYNOD_TEST_HOOKS for the nemesis). */
+  memberEnv: (id: number) => Record<string, string> = () => ({});
 
   constructor(
     readonly ids: number[],
@@ -147,7 +149,7 @@ export class ProcessCluster {
       ...this.extraArgs,
     ];
     if (this.tls) args.push('--tls-ca', this.tls.ca, '--tls-cert', this.tls.cert, '--tls-key', this.tls.key);
-    const env = { ...process.env };
+    const env = { ...process.env, ...this.memberEnv(id) };
     delete env.NODE_OPTIONS;
     const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = createWriteStream(m.log, { flags: 'a' });

@@ -1,0 +1,96 @@
+/**
+ * The fault harness: `npm run nemesis -- --runs N [--fault kill|pause|partition|clock|restart-all] [--seed S]`.
+ * Real consensus members on loopback with a TcpProxy on every peer link; workloads on the tree (always), the
+ * lock service and the transaction coordinator; one fault per run; checks after healing (docs/reliability.md).
+ *
+ * Without --fault the runs cycle through every fault kind; without --workload the extra workload cycles through
+ * none, lock, txn; every fourth run has 5 members. The last line is
+ *   nemesis: N runs, V violations, L lost acknowledged writes
+ * and the exit status is non-zero when V or L > 0, after the command that replays each failing run.
+ * `--canary` switches lock fencing off and expects violations (the proof that the faults bite).
+ */
+import { Command, Option } from 'commander';
+import { positiveInt } from './bench/common.js';
+import { DEFAULT_TIMINGS, RunOutcome, RunPlan, runOnce } from './nemesis/runner.js';
+import { FAULT_KINDS, FaultKind, Workload } from './nemesis/types.js';
+import { TreeWorkload } from './nemesis/workloads/tree.js';
+
+const EXTRA = ['', 'lock', 'txn'] as const;
+
+async function makeFactory(): Promise<(name: string) => Workload> {
+  const lockMod = await import('./nemesis/workloads/lock.js').catch((e: Error) => e);
+  const txnMod = await import('./nemesis/workloads/txn.js').catch((e: Error) => e);
+  return (name) => {
+    switch (name) {
+      case 'tree':
+        return new TreeWorkload();
+      case 'lock':
+        if (lockMod instanceof Error) throw lockMod;
+        return new lockMod.LockWorkload();
+      case 'txn':
+        if (txnMod instanceof Error) throw txnMod;
+        return new txnMod.TxnWorkload();
+      default:
+        throw new Error(`unknown workload ${name}`);
+    }
+  };
+}
+
+function replayCommand(p: RunPlan): string {
+  return `npm run nemesis -- --runs 1 --seed ${p.seed} --fault ${p.fault} --nodes ${p.nodes} --workload ${['tree', ...p.workloads].join(',')}${p.canary ? ' --canary' : ''}`;
+}
+
+const program = new Command('nemesis')
+  .description('Jepsen-style fault runs against real Synod processes (docs/reliability.md)')
+  .option('--runs <n>', 'number of runs', positiveInt, 5)
+  .addOption(new Option('--fault <kind>', 'only this fault kind').choices([...FAULT_KINDS]))
+  .option('--seed <n>', 'seed of the first run (run i uses seed + i); default: random', (v) => Number.parseInt(v, 10))
+  .addOption(new Option('--nodes <n>', 'cluster size (default: 5 every fourth run, else 3)').choices(['3', '5']))
+  .option('--workload <list>', 'workloads, comma separated, among tree,lock,txn (tree always runs); default: tree plus none/lock/txn in turn')
+  .option('--canary', 'lock fencing off: every run must show violations (proves the faults bite)', false)
+  .option('--hold-ms <ms>', 'how long each fault is held', positiveInt, DEFAULT_TIMINGS.holdMs)
+  .showHelpAfterError();
+program.parse(process.argv);
+const o = program.opts<{ runs: number; fault?: FaultKind; seed?: number; nodes?: string; workload?: string; canary: boolean; holdMs: number }>();
+
+const base = o.seed ?? Math.floor(Math.random() * 1_000_000);
+const make = await makeFactory();
+const outcomes: RunOutcome[] = [];
+const started = Date.now();
+console.log(`nemesis: ${o.runs} runs from seed ${base}${o.canary ? ' (canary: lock fencing off)' : ''}`);
+for (let i = 0; i < o.runs; i++) {
+  const extra = o.workload !== undefined ? o.workload.split(',').map((s) => s.trim()).filter((s) => s && s !== 'tree') : o.canary ? ['lock'] : EXTRA[i % EXTRA.length] ? [EXTRA[i % EXTRA.length]] : [];
+  const plan: RunPlan = {
+    seed: base + i,
+    fault: o.fault ?? (o.canary ? 'pause' : FAULT_KINDS[i % FAULT_KINDS.length]),
+    nodes: o.nodes ? (Number(o.nodes) as 3 | 5) : i % 4 === 3 ? 5 : 3,
+    workloads: extra,
+    canary: o.canary,
+  };
+  const tag = `run ${i + 1}/${o.runs} seed ${plan.seed}`;
+  const log = (m: string): void => console.log(`  [${tag}] ${m}`);
+  console.log(`${tag}: ${plan.fault}, ${plan.nodes} members, workloads ${['tree', ...plan.workloads].join('+')}`);
+  const r = await runOnce(plan, { ...DEFAULT_TIMINGS, holdMs: o.holdMs }, make, log);
+  outcomes.push(r);
+  for (const [name, res] of Object.entries(r.results)) {
+    log(`${name}: ${res.ops} ops, ${res.indeterminate} indeterminate, ${res.violations.length} violations, ${res.lost.length} lost${res.stats ? ` ${JSON.stringify(res.stats)}` : ''}`);
+  }
+  for (const v of r.violations) log(`VIOLATION ${v}`);
+  for (const l of r.lost) log(`LOST ${l}`);
+  const bad = r.violations.length > 0 || r.lost.length > 0;
+  console.log(`${tag}: ${bad ? 'FAILED' : 'ok'} in ${(r.durationMs / 1000).toFixed(1)} s (${r.ratePerSec} ops/s before the fault; ${r.fault})`);
+  if (bad) console.log(`  replay: ${replayCommand(plan)}`);
+}
+
+const V = outcomes.reduce((a, r) => a + r.violations.length, 0);
+const L = outcomes.reduce((a, r) => a + r.lost.length, 0);
+console.log(`elapsed ${((Date.now() - started) / 1000).toFixed(0)} s`);
+if (o.canary) {
+  const bitten = outcomes.filter((r) => (r.results.lock?.violations.length ?? 0) > 0).length;
+  const others = outcomes.flatMap((r) => r.violations.filter((v) => !v.startsWith('lock:')));
+  for (const r of outcomes.filter((x) => (x.results.lock?.violations.length ?? 0) === 0)) console.log(`canary did not bite: ${replayCommand(r.plan)}`);
+  console.log(`nemesis canary: ${outcomes.length} runs with fencing off, ${bitten} showed lock violations (expected: all), ${others.length} other violations, ${L} lost acknowledged writes`);
+  process.exit(bitten === outcomes.length && others.length === 0 && L === 0 ? 0 : 1);
+}
+console.log(`nemesis: ${outcomes.length} runs, ${V} violations, ${L} lost acknowledged writes`);
+process.exit(V > 0 || L > 0 ? 1 : 0);
