@@ -21,7 +21,7 @@
  * Client-side fault (`kill`): the leading coordinator replica is SIGKILLed too and restarted ~2 s later.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, WriteStream } from 'node:fs';
+import { createWriteStream, readFileSync, WriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,8 @@ interface Transfer {
   fromBank1: boolean;
   outcome: Outcome;
   reason: string;
+  /** Commit was sent (else nobody ever asks to commit it: it must not be applied). */
+  commitSent: boolean;
   startedAt: number;
 }
 
@@ -101,6 +103,15 @@ class NodeChild {
 
   get pid(): number | undefined {
     return this.proc?.pid;
+  }
+
+  /** The end of the log file (for error messages). */
+  tail(chars = 2000): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').slice(-chars);
+    } catch {
+      return '';
+    }
   }
 
   spawn(): void {
@@ -155,10 +166,10 @@ class NodeChild {
 async function waitUntil<T>(what: string, child: NodeChild, f: () => Promise<T | undefined> | T | undefined, ms: number): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
-    if (!child.running) throw new Error(`${child.label} exited (${child.proc?.exitCode ?? child.proc?.signalCode ?? 'not started'}) while waiting for ${what}`);
+    if (!child.running) throw new Error(`${child.label} exited (${child.proc?.exitCode ?? child.proc?.signalCode ?? 'not started'}) while waiting for ${what}\n--- log ---\n${child.tail()}`);
     const v = await Promise.resolve(f()).catch(() => undefined);
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}\n--- log ---\n${child.tail()}`);
     await sleep(100);
   }
 }
@@ -287,6 +298,7 @@ export class TxnWorkload implements Workload {
         fromBank1: rng.int(2) === 0,
         outcome: 'in-flight',
         reason: '',
+        commitSent: false,
         startedAt: Date.now(),
       };
       this.transfers.set(t.gid, t);
@@ -319,6 +331,7 @@ export class TxnWorkload implements Workload {
     const { globalId } = await c.begin({ timeoutMs: TXN_TIMEOUT_MS, globalId: t.gid });
     await c.registerBranch(globalId, 'debit', debit.at, JSON.stringify({ account: debit.account, delta: -t.amount }));
     await c.registerBranch(globalId, 'credit', credit.at, JSON.stringify({ account: credit.account, delta: t.amount }));
+    t.commitSent = true;
     return c.commit(globalId, { deadlineMs: COMMIT_DEADLINE_MS });
   }
 
@@ -453,6 +466,7 @@ export class TxnWorkload implements Workload {
         if (debit || credit) violations.push(`${what}: acknowledged ABORTED (${t.reason}) but ${[debit && `debit applied in bank${debitDb}`, credit && `credit applied in bank${creditDb}`].filter(Boolean).join(' and ')}`);
       } else {
         if (partial) violations.push(`${what}: indeterminate (${t.reason}) and only half applied: ${debit ? `debit in bank${debitDb}` : `credit in bank${creditDb}`}, no ${debit ? 'credit' : 'debit'} (atomicity)`);
+        else if (applied && !t.commitSent) violations.push(`${what}: applied, but the client never sent Commit (it failed before: ${t.reason})`);
         else indeterminateFinal[applied ? 'applied' : 'not applied']++;
       }
     }
