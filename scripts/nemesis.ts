@@ -37,8 +37,15 @@ async function makeFactory(): Promise<(name: string) => Workload> {
 }
 
 function replayCommand(p: RunPlan): string {
-  return `npm run nemesis -- --runs 1 --seed ${p.seed} --fault ${p.fault} --nodes ${p.nodes} --workload ${['tree', ...p.workloads].join(',')}${p.canary ? ' --canary' : ''}`;
+  const variant = p.variant ? ` --variant ${p.variant}` : '';
+  return `npm run nemesis -- --runs 1 --seed ${p.seed} --fault ${p.fault}${variant} --nodes ${p.nodes} --workload ${['tree', ...p.workloads].join(',')}${p.canary ? ` --canary ${p.canary}` : ''}`;
 }
+
+/** What a canary run needs: the workload whose safety net is removed, and a fault that makes it matter. */
+const CANARY: Record<'lock' | 'tree', { fault: FaultKind; variant?: string; workloads: string[] }> = {
+  lock: { fault: 'pause', workloads: ['lock'] }, // a holder paused inside its critical section past its lease
+  tree: { fault: 'partition', variant: 'isolate-leader', workloads: [] }, // the old leader keeps answering reads
+};
 
 const program = new Command('nemesis')
   .description('Jepsen-style fault runs against real Synod processes (docs/reliability.md)')
@@ -47,24 +54,29 @@ const program = new Command('nemesis')
   .option('--seed <n>', 'seed of the first run (run i uses seed + i); default: random', (v) => Number.parseInt(v, 10))
   .addOption(new Option('--nodes <n>', 'cluster size (default: 5 every fourth run, else 3)').choices(['3', '5']))
   .option('--workload <list>', 'workloads, comma separated, among tree,lock,txn (tree always runs); default: tree plus none/lock/txn in turn')
-  .option('--canary', 'lock fencing off: every run must show violations (proves the faults bite)', false)
+  .addOption(new Option('--canary [workload]', 'remove a safety mechanism (lock: fencing off; tree: plant stale reads): every run must show violations in that workload (proves the faults bite and the checks see)').choices(['lock', 'tree']))
+  .option('--variant <name>', 'partition: isolate-leader|split|one-way|delay|drop; clock: step|rate|both')
   .option('--hold-ms <ms>', 'how long each fault is held', positiveInt, DEFAULT_TIMINGS.holdMs)
   .showHelpAfterError();
 program.parse(process.argv);
-const o = program.opts<{ runs: number; fault?: FaultKind; seed?: number; nodes?: string; workload?: string; canary: boolean; holdMs: number }>();
+const opts = program.opts<{ runs: number; fault?: FaultKind; seed?: number; nodes?: string; workload?: string; canary?: 'lock' | 'tree' | true; variant?: string; holdMs: number }>();
+const canary = opts.canary === true ? 'lock' : opts.canary;
+const o = { ...opts, canary };
 
 const base = o.seed ?? Math.floor(Math.random() * 1_000_000);
 const make = await makeFactory();
 const outcomes: RunOutcome[] = [];
 const started = Date.now();
-console.log(`nemesis: ${o.runs} runs from seed ${base}${o.canary ? ' (canary: lock fencing off)' : ''}`);
+console.log(`nemesis: ${o.runs} runs from seed ${base}${o.canary ? ` (canary: ${o.canary === 'lock' ? 'lock fencing off' : 'stale reads planted in every member'})` : ''}`);
 for (let i = 0; i < o.runs; i++) {
-  const extra = o.workload !== undefined ? o.workload.split(',').map((s) => s.trim()).filter((s) => s && s !== 'tree') : o.canary ? ['lock'] : EXTRA[i % EXTRA.length] ? [EXTRA[i % EXTRA.length]] : [];
+  const c = o.canary ? CANARY[o.canary] : undefined;
+  const extra = o.workload !== undefined ? o.workload.split(',').map((s) => s.trim()).filter((s) => s && s !== 'tree') : c ? c.workloads : EXTRA[i % EXTRA.length] ? [EXTRA[i % EXTRA.length]] : [];
   const plan: RunPlan = {
     seed: base + i,
-    fault: o.fault ?? (o.canary ? 'pause' : FAULT_KINDS[i % FAULT_KINDS.length]),
+    fault: o.fault ?? c?.fault ?? FAULT_KINDS[i % FAULT_KINDS.length],
     nodes: o.nodes ? (Number(o.nodes) as 3 | 5) : i % 4 === 3 ? 5 : 3,
     workloads: extra,
+    variant: o.variant ?? (o.fault === undefined ? c?.variant : undefined),
     canary: o.canary,
   };
   const tag = `run ${i + 1}/${o.runs} seed ${plan.seed}`;
@@ -78,19 +90,23 @@ for (let i = 0; i < o.runs; i++) {
   for (const v of r.violations) log(`VIOLATION ${v}`);
   for (const l of r.lost) log(`LOST ${l}`);
   const bad = r.violations.length > 0 || r.lost.length > 0;
-  console.log(`${tag}: ${bad ? 'FAILED' : 'ok'} in ${(r.durationMs / 1000).toFixed(1)} s (${r.ratePerSec} ops/s before the fault; ${r.fault})`);
-  if (bad) console.log(`  replay: ${replayCommand(plan)}`);
+  const verdict = o.canary ? (bad ? 'violations found (canary: expected)' : 'no violation (canary: NOT expected)') : bad ? 'FAILED' : 'ok';
+  console.log(`${tag}: ${verdict} in ${(r.durationMs / 1000).toFixed(1)} s (${r.ratePerSec} ops/s before the fault; ${r.fault})`);
+  if (bad && !o.canary) console.log(`  replay: ${replayCommand(plan)}`);
 }
 
 const V = outcomes.reduce((a, r) => a + r.violations.length, 0);
 const L = outcomes.reduce((a, r) => a + r.lost.length, 0);
 console.log(`elapsed ${((Date.now() - started) / 1000).toFixed(0)} s`);
 if (o.canary) {
-  const bitten = outcomes.filter((r) => (r.results.lock?.violations.length ?? 0) > 0).length;
-  const others = outcomes.flatMap((r) => r.violations.filter((v) => !v.startsWith('lock:')));
-  for (const r of outcomes.filter((x) => (x.results.lock?.violations.length ?? 0) === 0)) console.log(`canary did not bite: ${replayCommand(r.plan)}`);
-  console.log(`nemesis canary: ${outcomes.length} runs with fencing off, ${bitten} showed lock violations (expected: all), ${others.length} other violations, ${L} lost acknowledged writes`);
-  process.exit(bitten === outcomes.length && others.length === 0 && L === 0 ? 0 : 1);
+  // The canary's own workload must fail; everything else must still hold.
+  const w = o.canary;
+  const mine = (r: RunOutcome): number => (r.results[w]?.violations.length ?? 0) + (r.results[w]?.lost.length ?? 0);
+  const bitten = outcomes.filter((r) => mine(r) > 0).length;
+  const others = outcomes.flatMap((r) => [...r.violations, ...r.lost].filter((v) => !v.startsWith(`${w}:`)));
+  for (const r of outcomes.filter((x) => mine(x) === 0)) console.log(`canary did not bite: ${replayCommand(r.plan)}`);
+  console.log(`nemesis canary (${w}): ${outcomes.length} runs, ${bitten} showed ${w} violations (expected: all), ${others.length} other violations or lost writes`);
+  process.exit(bitten === outcomes.length && others.length === 0 ? 0 : 1);
 }
 console.log(`nemesis: ${outcomes.length} runs, ${V} violations, ${L} lost acknowledged writes`);
 process.exit(V > 0 || L > 0 ? 1 : 0);

@@ -22,7 +22,11 @@ export class NemesisCluster {
   private readonly control = new Map<number, HookControl>();
   readonly paused = new Set<number>();
 
-  constructor(readonly ids: number[]) {
+  constructor(
+    readonly ids: number[],
+    /** Planted bugs for canary runs (MemberTestHooks.plantedBugs), e.g. ['stale-reads']. */
+    private readonly plantedBugs: string[] = [],
+  ) {
     this.pc = new ProcessCluster(ids, NEMESIS_ARGS);
     this.pc.memberEnv = (id) => ({ SYNOD_TEST_HOOKS: this.controlFile(id) });
   }
@@ -49,15 +53,29 @@ export class NemesisCluster {
       const routes: Record<string, string> = {};
       for (const to of this.ids) {
         if (to === from) continue;
-        const p = await TcpProxy.start(`127.0.0.1:${this.pc.members.get(to)!.peerPort}`);
+        const p = await this.proxyTo(this.pc.members.get(to)!.peerPort);
         this.links.set(`${from}>${to}`, p);
         routes[String(to)] = p.address;
       }
-      this.writeControl(from, { clockOffsetMs: 0, clockRate: 1, peerRoutes: routes });
+      this.writeControl(from, { clockOffsetMs: 0, clockRate: 1, peerRoutes: routes, plantedBugs: this.plantedBugs });
     }
     for (const id of this.ids) this.pc.spawn(id);
     await Promise.all(this.ids.map((id) => this.pc.waitServing(id)));
     await this.pc.waitLeader();
+  }
+
+  /**
+   * A proxy to `port` on 127.0.0.1 whose own port is none of the members' (freePort released those ports
+   * again; the kernel may hand one of them to the proxy's listen(0)).
+   */
+  private async proxyTo(port: number): Promise<TcpProxy> {
+    const reserved = new Set([...this.pc.members.values()].flatMap((m) => [m.clientPort, m.peerPort, m.metricsPort]));
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const p = await TcpProxy.start(`127.0.0.1:${port}`);
+      if (!reserved.has(p.port)) return p;
+      await p.close();
+    }
+    throw new Error('no proxy port outside the members\' ports after 20 attempts');
   }
 
   private writeControl(id: number, c: HookControl): void {

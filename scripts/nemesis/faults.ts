@@ -36,7 +36,17 @@ async function target(c: NemesisCluster, rng: Rng): Promise<{ id: number; isLead
 const who = (t: { id: number; isLeader: boolean }): string => `member ${t.id}${t.isLeader ? ' (leader)' : ''}`;
 
 /** Injects one fault of `kind` and holds it for `holdMs`; the caller heals it with the returned `heal`. */
-export async function inject(kind: FaultKind, c: NemesisCluster, rng: Rng, holdMs: number): Promise<InjectedFault> {
+export const PARTITION_VARIANTS = ['isolate-leader', 'split', 'one-way', 'delay', 'drop'] as const;
+export const CLOCK_VARIANTS = ['step', 'rate', 'both'] as const;
+
+/** Injects one fault of `kind` (the variant given or one picked by `rng`), holds it `holdMs`; heal with `heal`. */
+export async function inject(kind: FaultKind, c: NemesisCluster, rng: Rng, holdMs: number, variant?: string): Promise<InjectedFault> {
+  const choose = <T extends string>(options: readonly T[]): T => {
+    const v = rng.int(options.length); // drawn even when a variant is given: the rest of the plan stays the same
+    if (variant === undefined) return options[v];
+    if (!options.includes(variant as T)) throw new Error(`fault ${kind} has no variant ${variant} (${options.join(', ')})`);
+    return variant as T;
+  };
   switch (kind) {
     case 'kill': {
       const t = await target(c, rng);
@@ -52,12 +62,12 @@ export async function inject(kind: FaultKind, c: NemesisCluster, rng: Rng, holdM
     }
     case 'partition': {
       const leader = await c.leader();
-      const variant = pick(rng, ['isolate-leader', 'split', 'one-way', 'delay', 'drop'] as const);
+      const v = choose(PARTITION_VARIANTS);
       const links = [...c.links.entries()].map(([k, p]) => ({ from: Number(k.split('>')[0]), to: Number(k.split('>')[1]), p }));
       let description: string;
       let stopDrop = false;
       let dropper: Promise<void> | undefined;
-      switch (variant) {
+      switch (v) {
         case 'isolate-leader':
           for (const l of links) if (l.from === leader || l.to === leader) l.p.setMode('blackhole');
           description = `partition(isolate leader ${leader})`;
@@ -101,9 +111,9 @@ export async function inject(kind: FaultKind, c: NemesisCluster, rng: Rng, holdM
     }
     case 'clock': {
       const t = await target(c, rng);
-      const variant = pick(rng, ['step', 'rate', 'both'] as const);
-      const offset = variant === 'rate' ? 0 : (rng.next() < 0.5 ? -1 : 1) * (10_000 + rng.int(50_000));
-      const rate = variant === 'step' ? 1 : pick(rng, [0.5, 0.75, 1.5, 2]);
+      const v = choose(CLOCK_VARIANTS);
+      const offset = v === 'rate' ? 0 : (rng.next() < 0.5 ? -1 : 1) * (10_000 + rng.int(50_000));
+      const rate = v === 'step' ? 1 : pick(rng, [0.5, 0.75, 1.5, 2]);
       c.setClock(t.id, offset, rate);
       await sleep(holdMs);
       return { description: `clock(${who(t)}: wall ${offset >= 0 ? '+' : ''}${offset} ms, monotonic rate ${rate}×)`, heal: async () => c.setClock(t.id, 0, 1) };

@@ -27,6 +27,11 @@ export interface MemberTestHooks {
   clock?: Clock;
   /** Dial these members at these addresses instead of the member table's (a fault proxy per peer link). */
   peerRoutes?: Map<number, string>;
+  /**
+   * Planted bugs, to prove the nemesis' checks see what they must (its canaries): `stale-reads` serves
+   * LINEARIZABLE reads from the local state without a ReadIndex round.
+   */
+  plantedBugs?: ReadonlySet<string>;
   close?(): void;
 }
 

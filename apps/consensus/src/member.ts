@@ -487,6 +487,8 @@ export class ConsensusMember {
 
   /** Linearizable read barrier: after it, the local tree reflects every write acknowledged before the call. */
   async linearizable(deadline: number): Promise<void> {
+    // A planted bug for the nemesis' tree canary (test builds only): serve "linearizable" reads locally.
+    if (this.cfg.testHooks?.plantedBugs?.has('stale-reads')) return;
     for (;;) {
       try {
         const r = await this.withDeadline(this.untilLeaderChange(this.sharedReadIndex()), deadline, 'linearizable read (ReadIndex)');

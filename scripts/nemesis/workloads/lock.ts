@@ -34,6 +34,8 @@ import { ROOT, waitFor } from '../../../apps/consensus/test/harness.js';
 import type { FaultKind, RunContext, Workload, WorkloadResult } from '../types.js';
 
 const LOCK = 'nemesis-counter';
+/** Longest a holder stays paused (waiting for a successor's write). */
+const MAX_PAUSE_MS = 15_000;
 const HOLDER = join(ROOT, 'scripts/nemesis/lock-holder.ts');
 
 export interface LockWorkloadOptions {
@@ -238,13 +240,24 @@ export class LockWorkload implements Workload {
       this.ctx.log(`lock: resumed holder ${h.id}`);
       resume();
     };
-    this.paused = { holder: h, timer: setTimeout(doResume, pauseMs), done, resume: doResume };
+    // Resume once the lease is long gone (3 × TTL) *and* another holder has written with a newer token, so the
+    // paused holder's late write always meets a successor's work, whatever the cluster fault did meanwhile (a
+    // paused consensus leader can delay the next grant); at most MAX_PAUSE_MS.
+    const token = Number(inside?.split(' ')[1] ?? 0);
+    const since = Date.now();
+    const poll = (): void => {
+      if (!this.paused) return;
+      const overtaken = this.writes.some((w) => w.accepted && w.token > token && w.holder !== h.id);
+      if ((Date.now() - since >= pauseMs && overtaken) || Date.now() - since >= MAX_PAUSE_MS) doResume();
+      else this.paused.timer = setTimeout(poll, 100);
+    };
+    this.paused = { holder: h, timer: setTimeout(poll, pauseMs), done, resume: doResume };
   }
 
   async onHeal(_kind: FaultKind): Promise<void> {
-    // The paused holder resumes on its own timer (≈ 3 × TTL after the pause); wait for it, bounded.
+    // The paused holder resumes on its own timer (≥ 3 × TTL, once a successor wrote); wait for it, bounded.
     const p = this.paused;
-    if (p && !(await bounded(p.done, 3 * this.ttlMs + 2000))) p.resume();
+    if (p && !(await bounded(p.done, MAX_PAUSE_MS + 2000))) p.resume();
   }
 
   async stop(): Promise<void> {

@@ -89,7 +89,7 @@ export class TreeWorkload implements Workload {
   private serverExpiries = 0;
 
   constructor(opts: TreeWorkloadOptions = {}) {
-    this.o = { registerClients: 10, keys: 4, sequentialClients: 2, sessions: 2, sessionTimeoutMs: 1500, deadlineMs: 4000, ...opts };
+    this.o = { registerClients: 10, keys: 4, sequentialClients: 2, sessions: 2, sessionTimeoutMs: 1500, deadlineMs: 2000, ...opts };
   }
 
   private client(i: number): SynodClient {

@@ -4,7 +4,8 @@
  *
  *   { "clockOffsetMs": 0,      wall clock = real wall clock + offset (a step / "bump")
  *     "clockRate": 1,          the monotonic clock runs at this rate (1.5 = 50 % fast; a faulty oscillator)
- *     "peerRoutes": { "2": "127.0.0.1:41234" } }   dial member 2 there (a TcpProxy of the nemesis)
+ *     "peerRoutes": { "2": "127.0.0.1:41234" },    dial member 2 there (a TcpProxy of the nemesis)
+ *     "plantedBugs": ["stale-reads"] }              canary runs only: see MemberTestHooks.plantedBugs
  *
  * The clock fields are re-read every 50 ms, so a test changes the clock of a running member by rewriting the
  * file (write a temp file and rename it: readers never see half a file). Routes are read once, at start.
@@ -16,6 +17,8 @@ export interface HookControl {
   clockOffsetMs?: number;
   clockRate?: number;
   peerRoutes?: Record<string, string>;
+  /** Read once at start: planted bugs for canary runs (see MemberTestHooks.plantedBugs). */
+  plantedBugs?: string[];
 }
 
 export function readControl(file: string): HookControl {
@@ -61,8 +64,10 @@ export function createMemberTestHooks(file: string): MemberTestHooks {
   apply();
   const timer = setInterval(apply, 50);
   timer.unref();
-  const routes = readControl(file).peerRoutes ?? {};
-  const peerRoutes = new Map(Object.entries(routes).map(([id, addr]) => [Number(id), addr]));
-  process.stderr.write(`synod-consensus: TEST HOOKS ACTIVE (${file}): skewable clock, ${peerRoutes.size} peer routes\n`);
-  return { clock, peerRoutes, close: () => clearInterval(timer) };
+  const initial = readControl(file);
+  const peerRoutes = new Map(Object.entries(initial.peerRoutes ?? {}).map(([id, addr]) => [Number(id), addr]));
+  const plantedBugs = new Set(initial.plantedBugs ?? []);
+  const bugs = plantedBugs.size > 0 ? `, PLANTED BUGS: ${[...plantedBugs].join(', ')}` : '';
+  process.stderr.write(`synod-consensus: TEST HOOKS ACTIVE (${file}): skewable clock, ${peerRoutes.size} peer routes${bugs}\n`);
+  return { clock, peerRoutes, plantedBugs, close: () => clearInterval(timer) };
 }
