@@ -143,6 +143,18 @@ describe('release (scripts/release.sh, the image contents)', () => {
     expect(none.stderr).toContain('usage: entrypoint.sh');
   });
 
+  it('has no test hooks: SYNOD_TEST_HOOKS makes a release member refuse to start, with the reason', async () => {
+    const files = (await readdir(join(release, 'dist'), { recursive: true })).map(String);
+    expect(files.filter((f) => f.includes('member-hooks') || f.includes('libs/testing'))).toEqual([]);
+    const r = await run(ENTRYPOINT, ['consensus', '--node-id', '1', '--peers', '1=127.0.0.1:1', '--data-dir', join(work, 'hooks-data')], {
+      env: { ...releaseEnv(), SYNOD_TEST_HOOKS: join(work, 'hooks.json') },
+      timeoutMs: 20_000,
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('SYNOD_TEST_HOOKS is set');
+    expect(r.stderr).toContain('release builds leave them out');
+  });
+
   let clientPort = 0;
 
   it('a 1-member consensus cluster from the release becomes ready and takes a write through synodctl', async () => {
