@@ -71,6 +71,8 @@ interface Transfer {
   fromBank1: boolean;
   outcome: Outcome;
   reason: string;
+  /** The call in progress (named in an indeterminate outcome's reason). */
+  step: 'begin' | 'register debit' | 'register credit' | 'commit';
   /** Commit was sent (else nobody ever asks to commit it: it must not be applied). */
   commitSent: boolean;
   startedAt: number;
@@ -298,6 +300,7 @@ export class TxnWorkload implements Workload {
         fromBank1: rng.int(2) === 0,
         outcome: 'in-flight',
         reason: '',
+        step: 'begin',
         commitSent: false,
         startedAt: Date.now(),
       };
@@ -309,7 +312,7 @@ export class TxnWorkload implements Workload {
         t.reason = r.reason || r.state;
       } catch (err) {
         outcome = 'indeterminate';
-        t.reason = (err as Error).message;
+        t.reason = `${t.step}: ${(err as Error).message}`;
       }
       if (this.frozen) return; // stop() gave up on it: it stays indeterminate
       t.outcome = outcome;
@@ -329,8 +332,11 @@ export class TxnWorkload implements Workload {
     const debit = t.fromBank1 ? { account: t.a1, at: p1 } : { account: t.a2, at: p2 };
     const credit = t.fromBank1 ? { account: t.a2, at: p2 } : { account: t.a1, at: p1 };
     const { globalId } = await c.begin({ timeoutMs: TXN_TIMEOUT_MS, globalId: t.gid });
+    t.step = 'register debit';
     await c.registerBranch(globalId, 'debit', debit.at, JSON.stringify({ account: debit.account, delta: -t.amount }));
+    t.step = 'register credit';
     await c.registerBranch(globalId, 'credit', credit.at, JSON.stringify({ account: credit.account, delta: t.amount }));
+    t.step = 'commit';
     t.commitSent = true;
     return c.commit(globalId, { deadlineMs: COMMIT_DEADLINE_MS });
   }
@@ -486,6 +492,7 @@ export class TxnWorkload implements Workload {
         indeterminate: this.indeterminate,
         indeterminateApplied: indeterminateFinal.applied,
         indeterminateNotApplied: indeterminateFinal['not applied'],
+        indeterminateCommitSent: unknown.filter((t) => t.commitSent).length,
         transfersPerSec: elapsed > 0 ? Math.round(((this.committed + this.aborted) / elapsed) * 10) / 10 : 0,
         resolvedAfterHealMs: resolvedAt - (this.healedAt || checkStart),
         resolvedInCheckMs: resolvedAt - checkStart,
