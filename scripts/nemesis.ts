@@ -13,27 +13,23 @@ import { Command, Option } from 'commander';
 import { positiveInt } from './bench/common.js';
 import { DEFAULT_TIMINGS, RunOutcome, RunPlan, runOnce } from './nemesis/runner.js';
 import { FAULT_KINDS, FaultKind, Workload } from './nemesis/types.js';
+import { LockWorkload } from './nemesis/workloads/lock.js';
 import { TreeWorkload } from './nemesis/workloads/tree.js';
+import { TxnWorkload } from './nemesis/workloads/txn.js';
 
 const EXTRA = ['', 'lock', 'txn'] as const;
 
-async function makeFactory(): Promise<(name: string) => Workload> {
-  const lockMod = await import('./nemesis/workloads/lock.js').catch((e: Error) => e);
-  const txnMod = await import('./nemesis/workloads/txn.js').catch((e: Error) => e);
-  return (name) => {
-    switch (name) {
-      case 'tree':
-        return new TreeWorkload();
-      case 'lock':
-        if (lockMod instanceof Error) throw lockMod;
-        return new lockMod.LockWorkload();
-      case 'txn':
-        if (txnMod instanceof Error) throw txnMod;
-        return new txnMod.TxnWorkload();
-      default:
-        throw new Error(`unknown workload ${name}`);
-    }
-  };
+function makeWorkload(name: string): Workload {
+  switch (name) {
+    case 'tree':
+      return new TreeWorkload();
+    case 'lock':
+      return new LockWorkload();
+    case 'txn':
+      return new TxnWorkload();
+    default:
+      throw new Error(`unknown workload ${name} (tree, lock, txn)`);
+  }
 }
 
 function replayCommand(p: RunPlan): string {
@@ -64,7 +60,6 @@ const canary = opts.canary === true ? 'lock' : opts.canary;
 const o = { ...opts, canary };
 
 const base = o.seed ?? Math.floor(Math.random() * 1_000_000);
-const make = await makeFactory();
 const outcomes: RunOutcome[] = [];
 const started = Date.now();
 console.log(`nemesis: ${o.runs} runs from seed ${base}${o.canary ? ` (canary: ${o.canary === 'lock' ? 'lock fencing off' : 'stale reads planted in every member'})` : ''}`);
@@ -82,7 +77,7 @@ for (let i = 0; i < o.runs; i++) {
   const tag = `run ${i + 1}/${o.runs} seed ${plan.seed}`;
   const log = (m: string): void => console.log(`  [${tag}] ${m}`);
   console.log(`${tag}: ${plan.fault}, ${plan.nodes} members, workloads ${['tree', ...plan.workloads].join('+')}`);
-  const r = await runOnce(plan, { ...DEFAULT_TIMINGS, holdMs: o.holdMs }, make, log);
+  const r = await runOnce(plan, { ...DEFAULT_TIMINGS, holdMs: o.holdMs }, makeWorkload, log);
   outcomes.push(r);
   for (const [name, res] of Object.entries(r.results)) {
     log(`${name}: ${res.ops} ops, ${res.indeterminate} indeterminate, ${res.violations.length} violations, ${res.lost.length} lost${res.stats ? ` ${JSON.stringify(res.stats)}` : ''}`);
