@@ -12,7 +12,8 @@
  * entered, an older holder can neither write nor lose the newer one's increments: with fencing on, a correct
  * lock service gives no violation even when a holder is paused between its read and its write. In canary mode
  * (ctx.canary) the resource accepts everything, and the `pause` fault (SIGSTOP of a holder inside its critical
- * section for 3 × TTL) makes the paused holder's stale write clobber the increments made while it was stopped.
+ * section for ≥ 3 × TTL, until a successor has written) makes the paused holder's stale write clobber the
+ * increments made while it was stopped.
  *
  * check(): (a) lost updates: an accepted write whose value is not the counter + 1 (increments made between the
  * writer's read and its write are overwritten), final counter vs accepted increments; (b) a write accepted with a
