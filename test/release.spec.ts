@@ -9,7 +9,7 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from '../libs/testing/src/servers/process.js';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LockClient, TxnClient } from '@app/client';
@@ -38,18 +38,6 @@ function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?:
     execFile(cmd, args, { env: opts.env ?? releaseEnv(), cwd: opts.cwd ?? work, timeout: opts.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       res({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => res(port));
     });
   });
 }

@@ -42,7 +42,8 @@
  */
 import { ClientClosedError, Etcd3, isRecoverableError } from 'etcd3';
 import type { CallOptions } from '@grpc/grpc-js';
-import type { ICompare, IDeleteRangeResponse, IDuplexStream, IKeyValue, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse, IOptions, IRangeResponse, IRequestOp, IResponseOp, IWatchRequest, IWatchResponse } from 'etcd3';
+import type { ICompare, IDeleteRangeResponse, IDuplexStream, IKeyValue, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse, IOptions, IRangeResponse, IRequestOp, IResponseOp } from 'etcd3';
+import { EtcdWatchMux, endStream, prefixEnd } from '@app/etcd';
 import { NotLeaderError, StoreUnavailableError } from './store.js';
 import type { Leadership, TxnStore, Versioned } from './store.js';
 
@@ -66,39 +67,11 @@ const NO_RETRY = {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** The first key after every key starting with `prefix` (etcd's range_end for a prefix). */
-function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i] < 0xff) {
-      end[i]++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
 
-/** Half-close, then cancel (a bare cancel makes etcd3 reset every connection to the host). */
-function endStream(stream: IDuplexStream<unknown, unknown>): void {
-  stream.on('error', () => undefined);
-  try {
-    stream.end();
-    stream.cancel();
-  } catch {
-    // already closed
-  }
-}
 
 function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   return isRecoverableError(err) || err instanceof ClientClosedError || 'isBrokenCircuitError' in err || 'isIsolatedCircuitError' in err || err.name === 'GRPCConnectFailedError';
-}
-
-/** The store's multiplexed watch stream: watch id → handler (undefined = the stream broke). */
-interface WatchStream {
-  stream: IDuplexStream<IWatchRequest, IWatchResponse>;
-  watches: Map<string, (res: IWatchResponse | undefined) => void>;
-  broken: boolean;
 }
 
 /** A granted election lease, kept alive until released or lost. */
@@ -129,9 +102,8 @@ export class EtcdTxnStore implements TxnStore {
   private closed = false;
   /** client.close() was called: no more calls at all. */
   private closedClient = false;
-  private ws: WatchStream | undefined;
-  private wsOpening: Promise<WatchStream> | undefined;
-  private nextWatchId = 1;
+  /** One watch stream for every watch of this store (libs/etcd). */
+  private readonly watches: EtcdWatchMux;
   private readonly leases = new Map<string, Lease>();
   private ka: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
   private kaOpening: Promise<void> | undefined;
@@ -152,6 +124,7 @@ export class EtcdTxnStore implements TxnStore {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: { global: NO_RETRY },
     });
+    this.watches = new EtcdWatchMux(() => this.client.watchClient.watch());
   }
 
   // ---- keys and errors -------------------------------------------------------------------------------------
@@ -370,73 +343,37 @@ export class EtcdTxnStore implements TxnStore {
 
   // ---- watches ---------------------------------------------------------------------------------------------
 
-  private async watchStream(): Promise<WatchStream> {
-    if (this.ws !== undefined && !this.ws.broken) return this.ws;
-    if (this.wsOpening !== undefined) return this.wsOpening;
-    const opening = (async (): Promise<WatchStream> => {
-      const stream = await this.client.watchClient.watch();
-      const ws: WatchStream = { stream, watches: new Map(), broken: false };
-      const broken = (): void => {
-        if (ws.broken) return;
-        ws.broken = true;
-        endStream(stream);
-        const handlers = [...ws.watches.values()];
-        ws.watches.clear();
-        for (const h of handlers) h(undefined);
-      };
-      stream.on('data', (res: IWatchResponse) => ws.watches.get(String(res.watch_id))?.(res));
-      stream.on('error', broken);
-      stream.on('end', broken);
-      if (this.closed) broken();
-      this.ws = ws;
-      return ws;
-    })();
-    this.wsOpening = opening;
-    try {
-      return await opening;
-    } finally {
-      this.wsOpening = undefined;
-    }
-  }
-
   /**
    * Waits for the DELETE of `key` at or after `fromRevision`. 'deleted'; 'again' when the watch stream broke or
    * etcd cancelled the watch (the caller reads again); 'aborted' when one of `signals` aborts.
    */
   private async waitDeleted(key: Buffer, fromRevision: string, signals: AbortSignal[]): Promise<'deleted' | 'again' | 'aborted'> {
     if (signals.some((s) => s.aborted)) return 'aborted';
-    let ws: WatchStream;
-    try {
-      ws = await this.watchStream();
-    } catch {
-      await sleep(200);
-      return 'again';
-    }
     return new Promise((resolve) => {
-      const id = String(this.nextWatchId++);
       let done = false;
+      let cancel: (() => void) | undefined;
       const finish = (r: 'deleted' | 'again' | 'aborted'): void => {
         if (done) return;
         done = true;
         for (const s of signals) s.removeEventListener('abort', onAbort);
-        if (ws.watches.delete(id) && !ws.broken) {
-          try {
-            ws.stream.write({ cancel_request: { watch_id: id } });
-          } catch {
-            // the stream is gone
-          }
-        }
+        cancel?.();
         if (r === 'again') setTimeout(() => resolve(r), 100); // no hot loop on a stream that keeps breaking
         else resolve(r);
       };
       const onAbort = (): void => finish('aborted');
       for (const s of signals) s.addEventListener('abort', onAbort, { once: true });
-      if (ws.broken) return finish('again');
-      ws.watches.set(id, (res) => {
-        if (res === undefined || res.canceled) return finish('again');
-        if ((res.events ?? []).some((ev) => ev.type === 'Delete')) finish('deleted');
-      });
-      ws.stream.write({ create_request: { key, start_revision: fromRevision, watch_id: id, filters: ['Noput'] } });
+      this.watches
+        .add({ key, start_revision: fromRevision, filters: ['Noput'] }, (res) => {
+          if (res === undefined || res.canceled) return finish('again');
+          if ((res.events ?? []).some((ev) => ev.type === 'Delete')) finish('deleted');
+        })
+        .then(
+          (c) => {
+            if (done) c();
+            else cancel = c;
+          },
+          () => finish('again'), // the stream could not be opened: read again (after the 100 ms pause)
+        );
     });
   }
 
@@ -546,15 +483,7 @@ export class EtcdTxnStore implements TxnStore {
     await Promise.all(leases.map((l) => this.client.leaseClient.leaseRevoke({ ID: l.id }, { deadline: Date.now() + Math.min(this.callTimeoutMs, 2000) }).catch(() => undefined)));
     if (this.ka) endStream(this.ka);
     this.ka = undefined;
-    const ws = this.ws;
-    this.ws = undefined;
-    if (ws) {
-      endStream(ws.stream);
-      ws.broken = true;
-      const hs = [...ws.watches.values()];
-      ws.watches.clear();
-      for (const h of hs) h(undefined);
-    }
+    this.watches.close();
     this.closedClient = true;
     this.client.close();
   }

@@ -32,7 +32,7 @@
  *   expiry) or on a PUT whose `wake` changed (notify); other puts (addHolds, a TTL change) do not wake anyone, so
  *   a release — hold count to 0, then delete — wakes its waiter once. It also resolves when the signal aborts and
  *   when the watch stream breaks (the caller re-reads: a spurious wake is safe, a missed one is not). Its etcd
- *   watches are always cancelled. All watches of a store share one gRPC stream (see watchStream()).
+ *   watches are always cancelled. All watches of a store share one gRPC stream (EtcdWatchMux, libs/etcd).
  * - entries and enqueue of one lock name run one after another, in call order (see serial()), so Acquires that
  *   reach one store in order join the queue in that order.
  * - notify: re-put the value with `wake + 1` on the same lease (`ignore_lease`), compare-and-swap on the mod revision.
@@ -50,7 +50,8 @@
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import type { CallOptions } from '@grpc/grpc-js';
-import type { IDuplexStream, IKeyValue, IRangeResponse, IRequestOp, IWatchRequest, IWatchResponse } from 'etcd3';
+import type { IKeyValue, IRangeResponse, IRequestOp } from 'etcd3';
+import { EtcdWatchMux, endStream, prefixEnd } from '@app/etcd';
 import type { BackendKind, EnqueueSpec, QueueEntry, QueueStore } from '../backend.js';
 import { LockError } from '../types.js';
 import type { LockMode } from '../types.js';
@@ -77,27 +78,7 @@ interface StoredEntry {
   wake: number;
 }
 
-/** The store's multiplexed watch stream: watch id → handler (undefined = the stream broke). */
-interface WatchStream {
-  stream: IDuplexStream<IWatchRequest, IWatchResponse>;
-  watches: Map<string, (res: IWatchResponse | undefined) => void>;
-  broken: boolean;
-}
 
-/**
- * Closes a stream we are done with: half-close first (etcd then ends it cleanly), then cancel. The order matters:
- * etcd3 treats an error on a stream that is still writable — a bare cancel() — as a failure of the host and
- * resets every connection to it.
- */
-function endStream(stream: IDuplexStream<unknown, unknown>): void {
-  stream.on('error', () => undefined); // the CANCELLED that follows cancel() must not crash the process
-  try {
-    stream.end();
-    stream.cancel();
-  } catch {
-    // already closed
-  }
-}
 
 /** Compare-and-swap attempts before giving up (only under heavy contention on one entry). */
 const MAX_CAS_ATTEMPTS = 100;
@@ -109,17 +90,6 @@ export function leaseSeconds(ttlMs: number): number {
   return Math.max(1, Math.ceil(ttlMs / 1000));
 }
 
-/** The first key after every key starting with `prefix` (etcd's range_end for a prefix). */
-function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i] < 0xff) {
-      end[i]++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]); // all 0xff: to the end of the keyspace
-}
 
 function parseEntry(value: Buffer): StoredEntry | undefined {
   try {
@@ -145,9 +115,8 @@ export class EtcdQueueStore implements QueueStore {
   private readonly endpoints: string[];
   private readonly callTimeoutMs: number;
   private closed = false;
-  private ws: WatchStream | undefined;
-  private wsOpening: Promise<WatchStream> | undefined;
-  private nextWatchId = 1;
+  /** One watch stream for every watch() of this store (libs/etcd). */
+  private readonly watches: EtcdWatchMux;
   /** Per lock name: the tail of the serial() chain. */
   private readonly chains = new Map<string, Promise<void>>();
 
@@ -165,6 +134,7 @@ export class EtcdQueueStore implements QueueStore {
       // Unary calls get a deadline; streams (watches, keep-alives) set their own bounds.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     });
+    this.watches = new EtcdWatchMux(() => this.client.watchClient.watch());
   }
 
   // ---- keys ----------------------------------------------------------------------------------------------
@@ -250,14 +220,7 @@ export class EtcdQueueStore implements QueueStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const ws = this.ws;
-    this.ws = undefined;
-    if (ws !== undefined) {
-      endStream(ws.stream);
-      for (const h of [...ws.watches.values()]) h(undefined);
-      ws.watches.clear();
-      ws.broken = true;
-    }
+    this.watches.close();
     this.client.close();
   }
 
@@ -317,70 +280,38 @@ export class EtcdQueueStore implements QueueStore {
     }
     if (signal.aborted || this.closed) return;
     const startRevision = String(BigInt(read.header.revision) + 1n);
-    const ws = await this.call('watching entries', () => this.watchStream());
-    await new Promise<void>((resolve) => {
-      const ids: string[] = [];
-      let done = false;
-      const finish = (): void => {
-        if (done) return;
-        done = true;
-        signal.removeEventListener('abort', finish);
-        for (const id of ids) if (ws.watches.delete(id) && !ws.broken) ws.stream.write({ cancel_request: { watch_id: id } });
-        resolve();
-      };
-      signal.addEventListener('abort', finish, { once: true });
-      if (ws.broken || signal.aborted) return finish();
-      for (const [key, wake] of wakes) {
-        const id = String(this.nextWatchId++);
-        ids.push(id);
-        ws.watches.set(id, (res) => {
-          // undefined: the stream broke; canceled: etcd ended the watch (e.g. compaction). Wake: the caller re-reads.
-          if (res === undefined || res.canceled) return finish();
-          for (const ev of res.events ?? []) {
-            if (ev.type === 'Delete' || (parseEntry(ev.kv.value)?.wake ?? 0) !== wake) return finish();
-          }
-        });
-        ws.stream.write({ create_request: { key: Buffer.from(key, 'utf8'), start_revision: startRevision, watch_id: id } });
-      }
-    });
-  }
-
-  /**
-   * The store's one watch stream, opened on first use. Every watch() call creates its etcd watches on it with
-   * client-chosen watch ids (etcd >= 3.4) and cancels them when done; the stream stays open until close(). When
-   * it breaks, every pending watch wakes and the next watch() opens a new stream. (Not the etcd3 client's
-   * Watcher: its manager cancels the shared stream whenever its last watcher goes, which etcd3 counts as a host
-   * failure and answers by closing every connection to that host.)
-   */
-  private async watchStream(): Promise<WatchStream> {
-    if (this.ws !== undefined && !this.ws.broken) return this.ws;
-    if (this.wsOpening !== undefined) return this.wsOpening;
-    const opening = (async (): Promise<WatchStream> => {
-      const stream = await this.client.watchClient.watch();
-      const ws: WatchStream = { stream, watches: new Map(), broken: false };
-      const broken = (): void => {
-        if (ws.broken) return;
-        ws.broken = true;
-        const handlers = [...ws.watches.values()];
-        ws.watches.clear();
-        for (const h of handlers) h(undefined);
-      };
-      stream.on('data', (res: IWatchResponse) => ws.watches.get(String(res.watch_id))?.(res));
-      stream.on('error', broken);
-      stream.on('end', broken);
-      if (this.closed) {
-        endStream(stream);
-        broken();
-      }
-      this.ws = ws;
-      return ws;
-    })();
-    this.wsOpening = opening;
+    let done = false;
+    let resolve!: () => void;
+    const finished = new Promise<void>((r) => (resolve = r));
+    const cancels: (() => void)[] = [];
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      signal.removeEventListener('abort', finish);
+      for (const cancel of cancels) cancel();
+      resolve();
+    };
+    signal.addEventListener('abort', finish, { once: true });
     try {
-      return await opening;
-    } finally {
-      this.wsOpening = undefined;
+      for (const [key, wake] of wakes) {
+        if (done) break;
+        const cancel = await this.call('watching entries', () =>
+          this.watches.add({ key: Buffer.from(key, 'utf8'), start_revision: startRevision }, (res) => {
+            // undefined: the stream broke; canceled: etcd ended the watch (e.g. compaction). Wake: the caller re-reads.
+            if (res === undefined || res.canceled) return finish();
+            for (const ev of res.events ?? []) {
+              if (ev.type === 'Delete' || (parseEntry(ev.kv.value)?.wake ?? 0) !== wake) return finish();
+            }
+          }),
+        );
+        if (done) cancel();
+        else cancels.push(cancel);
+      }
+    } catch (err) {
+      finish();
+      throw err;
     }
+    await finished;
   }
 
   async notify(name: string, key: string): Promise<void> {

@@ -12,7 +12,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, appendFileSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
+import { freePort } from './process.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -53,18 +54,6 @@ function runAs(): RunAs {
     return n;
   };
   return { uid: id('-u'), gid: id('-g'), name: 'postgres' };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('could not pick a free port'))));
-    });
-  });
 }
 
 /** Runs a binary to completion as `user`, bounded by `timeoutMs`; throws with its output on failure. */

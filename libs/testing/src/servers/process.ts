@@ -3,7 +3,7 @@
  * when it is missing), free loopback ports, bounded waits, and a registry of live child pids that are killed
  * when the test process exits (so a failed test never leaves a server behind).
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 
@@ -19,8 +19,46 @@ export async function atMost(p: Promise<unknown>, ms: number): Promise<void> {
   }
 }
 
-/** A free TCP port on 127.0.0.1 (bound then released). */
-export function freePort(): Promise<number> {
+/**
+ * The lowest port the kernel hands out for outgoing connections and `listen(0)` (ip_local_port_range).
+ * freePort() stays below it: a port found free and released again could otherwise be taken, before the server
+ * that asked for it binds it, by any outgoing connection of a busy test (gRPC clients, proxies) — seen as
+ * EADDRINUSE in nemesis runs.
+ */
+function ephemeralLow(): number {
+  try {
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(lo) && lo > 12_000 ? lo : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+const handedOut = new Set<number>();
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (bound then released), outside the kernel's ephemeral range and never the same
+ * twice in one process. Falls back to a kernel-chosen port when no candidate is free.
+ */
+export async function freePort(): Promise<number> {
+  const hi = ephemeralLow() - 1;
+  const lo = Math.max(1024, hi - 12_000);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = lo + Math.floor(Math.random() * (hi - lo + 1));
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
   return new Promise((res, rej) => {
     const s = createServer();
     s.once('error', rej);
