@@ -1,5 +1,5 @@
 /**
- * The fault harness: `npm run nemesis -- --runs N [--fault kill|pause|partition|clock|restart-all] [--seed S]`.
+ * The fault harness: `npm run nemesis -- --runs N [--fault kill|pause|partition|clock|restart-all|membership] [--seed S]`.
  * Real consensus members on loopback with a TcpProxy on every peer link; workloads on the tree (always), the
  * lock service and the transaction coordinator; one fault per run; checks after healing (docs/reliability.md).
  *

@@ -2,7 +2,7 @@
 # The whole test suite: lint, typecheck, jest (unit, paper, property, storage, integration), then the
 # deterministic simulator over SIM_SEEDS seeds (default 500) and SIM_TREE_SEEDS seeds with the tree state
 # machine (default 300), then the nemesis (docs/reliability.md): NEMESIS_RUNS fault runs against real processes
-# (default 12: every fault kind, every workload, 3 and 5 members; random seed, NEMESIS_SEED to fix it) and the
+# (default 12: each of the six fault kinds twice, every workload, 3 and 5 members; random seed, NEMESIS_SEED to fix it) and the
 # two canaries (lock fencing off, stale reads planted), which must show violations. Prints
 # `tests: N passed, N failed` last and exits non-zero when anything failed.
 set -u

@@ -49,19 +49,54 @@ export class NemesisCluster {
 
   async start(): Promise<void> {
     for (const id of this.ids) await this.pc.prepare(id);
-    for (const from of this.ids) {
-      const routes: Record<string, string> = {};
-      for (const to of this.ids) {
-        if (to === from) continue;
-        const p = await this.proxyTo(this.pc.members.get(to)!.peerPort);
-        this.links.set(`${from}>${to}`, p);
-        routes[String(to)] = p.address;
-      }
-      this.writeControl(from, { clockOffsetMs: 0, clockRate: 1, peerRoutes: routes, plantedBugs: this.plantedBugs });
-    }
+    for (const from of this.ids) await this.routeFrom(from, this.ids);
     for (const id of this.ids) this.pc.spawn(id);
     await Promise.all(this.ids.map((id) => this.pc.waitServing(id)));
     await this.pc.waitLeader();
+  }
+
+  /** Proxies for member `from`'s links to each of `to`, and its control file routing through them. */
+  private async routeFrom(from: number, to: number[]): Promise<void> {
+    const routes: Record<string, string> = {};
+    for (const t of to) {
+      if (t === from) continue;
+      const p = await this.proxyTo(this.pc.members.get(t)!.peerPort);
+      this.links.set(`${from}>${t}`, p);
+      routes[String(t)] = p.address;
+    }
+    this.writeControl(from, { clockOffsetMs: 0, clockRate: 1, peerRoutes: routes, plantedBugs: this.plantedBugs });
+  }
+
+  /**
+   * Membership: after the cluster removed member `id` (RemoveMember), stop its process and forget it here (its
+   * links' proxies stay until stop()).
+   */
+  async forget(id: number): Promise<void> {
+    await this.kill(id);
+    this.ids.splice(this.ids.indexOf(id), 1);
+    for (const [k, p] of [...this.links]) {
+      if (k.startsWith(`${id}>`) || k.endsWith(`>${id}`)) {
+        this.links.delete(k);
+        await p.close();
+      }
+    }
+  }
+
+  /** Membership: ports and a data dir for a new member `id` (before AddMember). */
+  async prepareNew(id: number): Promise<{ peerUrl: string; clientUrl: string }> {
+    const m = await this.pc.prepare(id);
+    return { peerUrl: `127.0.0.1:${m.peerPort}`, clientUrl: `127.0.0.1:${m.clientPort}` };
+  }
+
+  /**
+   * Membership: starts member `id` (already added with AddMember) to join the running cluster. Its own links go
+   * through proxies; the others dial it at its address from the replicated member table.
+   */
+  async join(id: number): Promise<void> {
+    await this.routeFrom(id, this.ids);
+    this.ids.push(id);
+    this.pc.spawn(id, 'existing', this.ids);
+    await this.pc.waitServing(id, 30_000);
   }
 
   /**
@@ -128,7 +163,10 @@ export class NemesisCluster {
       p.delayMs = 0;
       p.setMode('pass');
     }
-    for (const id of this.ids) if (this.control.get(id)!.clockOffsetMs !== 0 || this.control.get(id)!.clockRate !== 1) this.setClock(id, 0, 1);
+    for (const id of this.ids) {
+      const c = this.control.get(id);
+      if (c && (c.clockOffsetMs !== 0 || c.clockRate !== 1)) this.setClock(id, 0, 1);
+    }
     for (const id of [...this.paused]) this.resume(id);
   }
 

@@ -11,9 +11,13 @@
  * - clock: skew one member's clock (the leader's by preference): a wall-clock step of ± tens of seconds, or a
  *   monotonic clock running fast or slow (0.5×–2×), or both.
  * - restart-all: SIGKILL every member at once mid-load, restart them all: nothing acknowledged may be lost.
+ * - membership: replace a member under load — RemoveMember (the leader, half the time: it steps down first),
+ *   stop it, AddMember a fresh one as a learner, start it, promote it once caught up; in a third of the runs the
+ *   leader is SIGKILLed between AddMember and the promotion (restarted after 1 s).
  */
+import { SynodClient } from '@app/client';
 import type { Rng } from '@app/testing';
-import { sleep } from '../../apps/consensus/test/harness.js';
+import { sleep, waitFor } from '../../apps/consensus/test/harness.js';
 import type { NemesisCluster } from './cluster.js';
 import type { FaultKind } from './types.js';
 
@@ -117,6 +121,44 @@ export async function inject(kind: FaultKind, c: NemesisCluster, rng: Rng, holdM
       c.setClock(t.id, offset, rate);
       await sleep(holdMs);
       return { description: `clock(${who(t)}: wall ${offset >= 0 ? '+' : ''}${offset} ms, monotonic rate ${rate}×)`, heal: async () => c.setClock(t.id, 0, 1) };
+    }
+    case 'membership': {
+      const start = Date.now();
+      const admin = new SynodClient({ endpoints: c.endpoints, deadlineMs: 10_000 });
+      try {
+        const leader = await c.leader();
+        const followers = c.ids.filter((id) => id !== leader);
+        const victim = rng.next() < 0.5 ? leader : pick(rng, followers);
+        const killLeaderMidway = rng.next() < 1 / 3;
+        await admin.removeMember(victim);
+        await c.forget(victim);
+        const newId = Math.max(...c.pc.members.keys()) + 1;
+        const urls = await c.prepareNew(newId);
+        await admin.addMember({ id: newId, peerUrls: [urls.peerUrl], clientUrls: [urls.clientUrl], name: `n${newId}` });
+        let killed: number | undefined;
+        if (killLeaderMidway) {
+          killed = await c.leader();
+          await c.kill(killed);
+        }
+        await c.join(newId);
+        if (killed !== undefined) {
+          await sleep(1000);
+          c.restart(killed);
+        }
+        await waitFor(`member ${newId} promoted`, async () => {
+          try {
+            await admin.promoteMember(newId);
+            return true;
+          } catch {
+            return false;
+          }
+        }, 30_000, 200);
+        await sleep(Math.max(0, holdMs - (Date.now() - start)));
+        const how = killed !== undefined ? `, leader ${killed} SIGKILLed between AddMember and the promotion` : '';
+        return { description: `membership(removed member ${victim}${victim === leader ? ' (leader)' : ''}, added and promoted member ${newId}${how})`, heal: async () => undefined };
+      } finally {
+        admin.close();
+      }
     }
     case 'restart-all': {
       await Promise.all(c.ids.map((id) => c.kill(id)));

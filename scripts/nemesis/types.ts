@@ -10,7 +10,7 @@
  */
 import type { Rng } from '@app/testing';
 
-export const FAULT_KINDS = ['kill', 'pause', 'partition', 'clock', 'restart-all'] as const;
+export const FAULT_KINDS = ['kill', 'pause', 'partition', 'clock', 'restart-all', 'membership'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface RunContext {
