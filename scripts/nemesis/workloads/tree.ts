@@ -14,6 +14,7 @@
  * Writes that time out are recorded as indeterminate (they may or may not have happened), never as failed.
  */
 import { performance } from 'node:perf_hooks';
+import { status } from '@grpc/grpc-js';
 import { SynodClient, SynodError } from '@app/client';
 import type { Session, Watch, WatchEvent } from '@app/client';
 import {
@@ -32,8 +33,10 @@ const EPH = `${ROOT}/eph`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** An error the server guarantees had no effect (an answer), as opposed to a timeout / unavailability. */
-const definite = (err: unknown): boolean => err instanceof SynodError && ![1, 2, 4, 8, 14].includes(err.code); // not CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE
-const isBadVersion = (err: unknown): boolean => err instanceof SynodError && err.code === 9 && /expected version|BAD_VERSION/.test(err.details);
+/** Statuses after which a write may or may not have been applied. */
+const UNKNOWN_OUTCOME: ReadonlySet<status> = new Set([status.CANCELLED, status.UNKNOWN, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED, status.UNAVAILABLE]);
+const definite = (err: unknown): boolean => err instanceof SynodError && !UNKNOWN_OUTCOME.has(err.code);
+const isBadVersion = (err: unknown): boolean => err instanceof SynodError && err.code === status.FAILED_PRECONDITION && /expected version|BAD_VERSION/.test(err.details);
 
 interface EphRecord {
   path: string;
@@ -104,7 +107,11 @@ export class TreeWorkload implements Workload {
   async setup(ctx: RunContext): Promise<void> {
     this.ctx = ctx;
     const admin = this.client(0);
-    for (const p of [ROOT, REG, SEQ, EPH]) await admin.create(p, '', { deadlineMs: 15_000 }).catch((e: unknown) => { if (!(e instanceof SynodError && e.code === 6)) throw e; });
+    for (const p of [ROOT, REG, SEQ, EPH]) {
+      await admin.create(p, '', { deadlineMs: 15_000 }).catch((e: unknown) => {
+        if (!(e instanceof SynodError && e.code === status.ALREADY_EXISTS)) throw e;
+      });
+    }
     let zxid = 0;
     for (let k = 0; k < this.o.keys; k++) zxid = (await admin.create(`${REG}/k${k}`, '', { deadlineMs: 15_000 })).header.zxid;
     const wc = this.client(1);
