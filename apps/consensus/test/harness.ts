@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadConsensusProto } from '@app/proto';
-import { freePort } from '../../../libs/testing/src/servers/process.js';
+import { childEnv, freePort } from '../../../libs/testing/src/servers/process.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN = join(ROOT, 'apps/consensus/src/main.ts');
@@ -149,9 +149,7 @@ export class ProcessCluster {
       ...this.extraArgs,
     ];
     if (this.tls) args.push('--tls-ca', this.tls.ca, '--tls-cert', this.tls.cert, '--tls-key', this.tls.key);
-    const env = { ...process.env, ...this.memberEnv(id) };
-    delete env.NODE_OPTIONS;
-    const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(this.memberEnv(id)), stdio: ['ignore', 'pipe', 'pipe'] });
     const out = createWriteStream(m.log, { flags: 'a' });
     this.logs.push(out);
     proc.stdout!.pipe(out, { end: false });

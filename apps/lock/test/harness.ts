@@ -13,17 +13,12 @@ import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { loadLockProto } from '@app/proto';
 import { ROOT, freePort, sleep, waitFor } from '../../consensus/test/harness.js';
+import { childEnv } from '../../../libs/testing/src/servers/process.js';
 
 export { freePort, sleep, waitFor };
 
 const MAIN = join(ROOT, 'apps/lock/src/main.ts');
 const HOLDER = join(ROOT, 'apps/lock/test/holder.ts');
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  return env;
-}
 
 /**
  * A service process (the lock service by default; `main` picks another app with the same --listen-host /
@@ -64,7 +59,7 @@ export class LockServiceProcess {
     if (!this.port) this.port = await freePort();
     if (!this.metricsPort) this.metricsPort = await freePort();
     const args = ['--import', 'tsx', this.main, '--listen-host', '127.0.0.1', '--port', String(this.port), '--metrics-port', String(this.metricsPort), ...this.args];
-    const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...childEnv(), ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(this.env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.log = createWriteStream(join(this.dir, 'service.log'), { flags: 'a' });
     proc.stdout!.pipe(this.log, { end: false });
     proc.stderr!.pipe(this.log, { end: false });

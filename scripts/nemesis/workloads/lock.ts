@@ -32,6 +32,7 @@ import { checkOperations, fencedCounterModel } from '@app/testing';
 import type { FencedInput, FencedOutput, FencedState, Model, Operation } from '@app/testing';
 import { LockServiceProcess } from '../../../apps/lock/test/harness.js';
 import { ROOT, waitFor } from '../../../apps/consensus/test/harness.js';
+import { atMost, childEnv } from '../../../libs/testing/src/servers/process.js';
 import type { FaultKind, RunContext, Workload, WorkloadResult } from '../types.js';
 
 const LOCK = 'nemesis-counter';
@@ -97,19 +98,6 @@ function signal(p: ChildProcess, sig: NodeJS.Signals): void {
       // already gone
     }
   }
-}
-
-async function bounded(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([p.then(() => true), new Promise<boolean>((res) => (t = setTimeout(() => res(false), ms)))]);
-  clearTimeout(t);
-  return r;
-}
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  return env;
 }
 
 export class LockWorkload implements Workload {
@@ -221,7 +209,7 @@ export class LockWorkload implements Workload {
         res();
       };
     });
-    const ok = await bounded(caught, 5000);
+    const ok = await atMost(caught, 5000);
     this.armed = undefined;
     if (!ok || !got) {
       this.ctx.log('lock: no holder got inside its critical section within 5 s: no holder paused');
@@ -258,7 +246,7 @@ export class LockWorkload implements Workload {
   async onHeal(_kind: FaultKind): Promise<void> {
     // The paused holder resumes on its own timer (≥ 3 × TTL, once a successor wrote); wait for it, bounded.
     const p = this.paused;
-    if (p && !(await bounded(p.done, MAX_PAUSE_MS + 2000))) p.resume();
+    if (p && !(await atMost(p.done, MAX_PAUSE_MS + 2000))) p.resume();
   }
 
   async stop(): Promise<void> {
@@ -271,9 +259,9 @@ export class LockWorkload implements Workload {
     }
     await Promise.all(
       this.holders.map(async (h) => {
-        if (!(await bounded(h.exited, 2000))) {
+        if (!(await atMost(h.exited, 2000))) {
           signal(h.proc, 'SIGKILL');
-          await bounded(h.exited, 5000);
+          await atMost(h.exited, 5000);
         }
       }),
     );
@@ -356,7 +344,7 @@ export class LockWorkload implements Workload {
       signal(h.proc, 'SIGCONT');
       signal(h.proc, 'SIGKILL');
     }
-    await Promise.all(this.holders.map((h) => bounded(h.exited, 5000)));
+    await Promise.all(this.holders.map((h) => atMost(h.exited, 5000)));
     for (const h of this.holders) h.log.end();
     if (this.service) {
       await writeFile(join(this.ctx.dir, 'lock-service.log'), this.service.logText).catch(() => undefined);

@@ -31,7 +31,7 @@ import type { TxnState } from '@app/client';
 import { parseGid } from '@app/participant';
 import type { Rng } from '@app/testing';
 import { PostgresServer } from '../../../libs/testing/src/servers/postgres.js';
-import { atMost, freePort, sleep, trackPid, untrackPid } from '../../../libs/testing/src/servers/process.js';
+import { atMost, childEnv, freePort, sleep, trackPid, untrackPid } from '../../../libs/testing/src/servers/process.js';
 import type { FaultKind, RunContext, Workload, WorkloadResult } from '../types.js';
 import { balances, createBank, preparedGids, transferRows } from './bank.js';
 
@@ -76,12 +76,6 @@ interface Transfer {
   /** Commit was sent (else nobody ever asks to commit it: it must not be applied). */
   commitSent: boolean;
   startedAt: number;
-}
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  return env;
 }
 
 /** A node + tsx child process; output appended to `logFile`; stopped by pid. */

@@ -9,14 +9,24 @@ import { delimiter, join } from 'node:path';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Waits for `p` at most `ms` (the timer is cleared when `p` settles first, so it holds no handle open). */
-export async function atMost(p: Promise<unknown>, ms: number): Promise<void> {
+/**
+ * Waits for `p` at most `ms`: true when `p` resolved first, false on the timeout (a rejection of `p` is thrown).
+ * The timer is cleared when `p` settles first, so it holds no handle open.
+ */
+export async function atMost(p: Promise<unknown>, ms: number): Promise<boolean> {
   let t: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([p, new Promise<void>((r) => (t = setTimeout(r, ms)))]);
+    return await Promise.race([p.then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), ms)))]);
   } finally {
     clearTimeout(t);
   }
+}
+
+/** The environment for a `node --import tsx` child of a test: without jest's NODE_OPTIONS (ESM VM flags). */
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete env.NODE_OPTIONS;
+  return env;
 }
 
 /**
